@@ -1,0 +1,169 @@
+"""Stage 1, data: place the competition's three CSVs in data/raw/, validated.
+
+Sources, first that exists wins:
+  1. DATA=<zip or folder in the competition layout> (a local download, ../shared/...)
+  2. /kaggle/input/digit-recognizer (inside a Kaggle notebook)
+  3. the Kaggle API, when credentials are configured
+  4. the small sample committed in data/sample/ (a demo, not the competition data)
+
+Everything is extracted and validated in a staging folder that replaces data/raw/ only when
+all three files passed, so a bad download never overwrites good data. The validated arrays
+are saved beside the CSVs (arrays.npz) so no later stage parses CSV again.
+"""
+
+import argparse
+import shutil
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from pipeline import config, csvcheck
+from pipeline.errors import PipelineError, cli
+from pipeline.files import replace_dir, sha256_file, write_json
+
+
+@dataclass(frozen=True)
+class Source:
+    origin: str  # "local", "kaggle-notebook", "kaggle-api" or "sample"
+    path: Path | None  # a zip or a folder; None for the API until downloaded
+
+    @property
+    def from_kaggle(self) -> bool:
+        """Only files that came from Kaggle are the competition's own test set."""
+        return self.origin in ("kaggle-api", "kaggle-notebook")
+
+
+def choose_source(data: str | None, notebook_input: Path, kaggle_ready) -> Source:
+    """The first source that exists; `kaggle_ready()` is asked only when it comes to that."""
+    if data:
+        path = Path(data).expanduser()
+        if not path.exists():
+            raise PipelineError(f"DATA={data}: no such file or folder")
+        return Source("local", path)
+    if notebook_input.is_dir():
+        return Source("kaggle-notebook", notebook_input)
+    if kaggle_ready():
+        return Source("kaggle-api", None)
+    return Source("sample", config.SAMPLE_ZIP)
+
+
+def safe_member(zip_path: Path, name: str) -> PurePosixPath:
+    """Refuse archive paths that would land outside the target folder."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
+        raise PipelineError(f"{zip_path}: refused: member '{name}' would be written outside the target folder")
+    return p
+
+
+def extract_competition_zip(zip_path: Path, dest: Path) -> None:
+    """Extract train.csv, test.csv and sample_submission.csv (top level of the zip) into dest."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            members = {safe_member(zip_path, info.filename): info for info in zf.infolist()}
+            by_name = {str(p): info for p, info in members.items() if len(p.parts) == 1}
+            for name in config.RAW_FILES:
+                if name not in by_name:
+                    raise PipelineError(f"{zip_path}: no {name} at the top of the zip (found: {', '.join(sorted(map(str, members))) or 'nothing'})")
+            for name in config.RAW_FILES:
+                with zf.open(by_name[name]) as src, open(dest / name, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+    except zipfile.BadZipFile as exc:
+        raise PipelineError(f"{zip_path}: not a readable zip file (truncated or not a zip): {exc}") from None
+    except (EOFError, zlib.error) as exc:
+        raise PipelineError(f"{zip_path}: truncated or corrupt zip: {exc}") from None
+    except OSError as exc:
+        raise PipelineError(f"cannot extract {zip_path}: {exc.strerror or exc}") from None
+
+
+def copy_competition_folder(folder: Path, dest: Path) -> None:
+    for name in config.RAW_FILES:
+        src = folder / name
+        if not src.is_file():
+            raise PipelineError(f"{folder}: no {name} in this folder")
+        try:
+            shutil.copyfile(src, dest / name)
+        except OSError as exc:
+            raise PipelineError(f"cannot copy {src}: {exc.strerror}") from None
+
+
+def fetch(source: Source, dest: Path, force: bool) -> Path | None:
+    """Put the three raw files in dest; returns the zip they came from, if any."""
+    path = source.path
+    if source.origin == "kaggle-api":
+        from pipeline import kaggle_client
+
+        path = kaggle_client.download_competition(config.DOWNLOAD_DIR, force=force)
+    if path.is_dir():
+        copy_competition_folder(path, dest)
+        return None
+    extract_competition_zip(path, dest)
+    return path
+
+
+def validate(folder: Path) -> dict:
+    """Parse and check the three files; returns the arrays (uint8) for arrays.npz."""
+    train_pixels, labels = csvcheck.read_train(folder / "train.csv")
+    test_pixels = csvcheck.read_test(folder / "test.csv")
+    csvcheck.read_submission(folder / "sample_submission.csv", n_expected=len(test_pixels))
+    return {"train_pixels": train_pixels, "train_labels": labels, "test_pixels": test_pixels}
+
+
+def acquire(source: Source, raw_dir: Path, force: bool = False) -> dict:
+    """Fetch, validate and atomically install the competition files; returns the manifest."""
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=raw_dir.parent, prefix=f".{raw_dir.name}-staging-"))
+    try:
+        zip_path = fetch(source, staging, force)
+        arrays = validate(staging)
+        # Report the user's own path in messages; inside, the staging copy was checked.
+        np.savez(staging / "arrays.npz", **arrays)
+        manifest = {
+            "origin": source.origin,
+            "path": str(zip_path or source.path),
+            "competition": source.from_kaggle,
+            "rows": {"train": len(arrays["train_labels"]), "test": len(arrays["test_pixels"])},
+            "sha256": {name: sha256_file(staging / name) for name in config.RAW_FILES},
+        }
+        write_json(staging / "source.json", manifest)
+        replace_dir(staging, raw_dir)
+        return manifest
+    except csvcheck.CsvError as exc:
+        # Name the file the user gave, not our staging copy.
+        raise PipelineError(str(exc).replace(str(staging), str(source.path or "kaggle download"))) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def describe(manifest: dict) -> str:
+    rows = manifest["rows"]
+    where = {"local": f"local {manifest['path']}", "kaggle-notebook": f"Kaggle notebook input {manifest['path']}",
+             "kaggle-api": f"the Kaggle API ({manifest['path']})", "sample": f"the committed sample {manifest['path']}"}
+    return f"data/raw: {rows['train']:,} train and {rows['test']:,} test rows from {where[manifest['origin']]}"
+
+
+@cli
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="a zip or folder in the competition layout")
+    ap.add_argument("--force", action="store_true", help="download again even if a valid copy is present")
+    args = ap.parse_args(argv)
+
+    def kaggle_ready():
+        from pipeline import kaggle_client
+
+        return kaggle_client.credentials_available()
+
+    source = choose_source(args.data, config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready)
+    manifest = acquire(source, config.RAW_DIR, force=args.force)
+    print(describe(manifest))
+    if source.origin == "sample":
+        print("notice: no DATA=, no /kaggle/input and no Kaggle credentials, so this is the small DEMO sample "
+              "committed in the repo, not the competition data. Set DATA=<competition zip> or configure the Kaggle API.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Models, training and prediction. Keras is imported lazily: call backend.init() first."""

@@ -1,0 +1,74 @@
+"""Model factories (Keras 3 functional API, backend-agnostic). Input: (batch, 28, 28) rows in [0, 1].
+
+Keras is imported when a factory is called, not when this module is imported, so the
+registry below can be read (for parameter checking) without loading a framework.
+"""
+
+from pipeline.config import IMAGE_SIDE, N_CLASSES
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def conv_gru(x):
+    """The study's encoder-decoder: 28,506 parameters with the old GRU (reset_after=False)."""
+    layers = _keras().layers
+    x = layers.Conv1D(32, 3, activation="relu", name="conv1")(x)
+    x = layers.Conv1D(32, 3, activation="relu", name="conv2")(x)
+    x = layers.MaxPool1D(2, name="pool")(x)
+    x = layers.GRU(64, return_sequences=True, reset_after=False, name="gru1")(x)
+    x = layers.GRU(16, reset_after=False, name="gru2")(x)
+    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+
+
+def lstm(x):
+    """The study's LSTM reading one 28-pixel row per step."""
+    layers = _keras().layers
+    x = layers.LSTM(128, name="lstm")(x)
+    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+
+
+def mlp(x):
+    """Two hidden layers with dropout on the 784 pixels: the study's 93.68% undersold it."""
+    layers = _keras().layers
+    x = layers.Flatten(name="pixels")(x)
+    for i in (1, 2):
+        x = layers.Dense(512, activation="relu", name=f"hidden{i}")(x)
+        x = layers.Dropout(0.2, name=f"dropout{i}")(x)
+    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+
+
+def cnn(x):
+    """The VGG-like CNN behind the best public Digit Recognizer ensembles: conv blocks with
+    BatchNorm, a strided 5x5 conv in place of pooling, and heavy dropout."""
+    layers = _keras().layers
+    x = layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image")(x)
+    for block, filters in enumerate((32, 64), start=1):
+        for i, (kernel, strides) in enumerate(((3, 1), (3, 1), (5, 2)), start=1):
+            x = layers.Conv2D(filters, kernel, strides=strides, padding="same" if strides > 1 else "valid",
+                              use_bias=False, name=f"conv{block}_{i}")(x)
+            x = layers.BatchNormalization(name=f"bn{block}_{i}")(x)
+            x = layers.Activation("relu", name=f"relu{block}_{i}")(x)
+        x = layers.Dropout(0.4, name=f"dropout{block}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, use_bias=False, name="dense")(x)
+    x = layers.BatchNormalization(name="bn_dense")(x)
+    x = layers.Activation("relu", name="relu_dense")(x)
+    x = layers.Dropout(0.4, name="dropout_dense")(x)
+    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+
+
+MODELS = {"conv_gru": conv_gru, "lstm": lstm, "mlp": mlp, "cnn": cnn}
+
+
+def build_model(name: str, augment: bool = False, seed: int | None = None):
+    """A model by name; with `augment`, a RandomAffine layer first (active in training only)."""
+    keras = _keras()
+    from pipeline.modeling.augment import RandomAffine
+
+    inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE), name="rows")
+    x = RandomAffine(seed=seed, name="augment")(inputs) if augment else inputs
+    return keras.Model(inputs, MODELS[name](x), name=name)

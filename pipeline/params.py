@@ -1,0 +1,156 @@
+"""Loading, overriding and checking params.toml; writing each model's resolved params.
+
+`python -m pipeline.params --model conv_gru train.conv_gru.epochs=3` writes
+models/conv_gru/params.json only when its content changes, which is what lets Make rerun
+a stage when, and only when, a parameter it reads has changed.
+"""
+
+import argparse
+import copy
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+
+from pipeline import config
+from pipeline.errors import PipelineError, cli
+from pipeline.files import write_json_if_changed
+
+# key -> (type, lowest, highest, highest is inclusive). Every model section uses TRAIN_KEYS.
+DATA_KEYS = {"val_fraction": (float, 0.0, 1.0, False), "split_seed": (int, 0, 2**32 - 1, True)}
+TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True)}
+TRAIN_KEYS = {
+    "epochs": (int, 1, 10_000, True),
+    "batch_size": (int, 1, 65_536, True),
+    "learning_rate": (float, 0.0, 10.0, True),
+    "augment": (bool, None, None, True),
+}
+ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True), "full_data": (bool, None, None, True)}
+
+
+def load(path: Path = config.PARAMS_FILE) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise PipelineError(f"{path} is missing") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PipelineError(f"{path}: {exc}") from None
+
+
+def _parse_value(key: str, text: str, kind: type):
+    if kind is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise PipelineError(f"parameter {key}: expected true or false, got {text!r}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise PipelineError(f"parameter {key}: expected {'an integer' if kind is int else 'a number' if kind is float else 'text'}, got {text!r}") from None
+
+
+def apply_overrides(params: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` / `train.<model>.key=value` strings, typed by the schema."""
+    params = copy.deepcopy(params)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise PipelineError(f"parameter override {item!r} is not of the form key=value")
+        schema, table, leaf = _locate(params, key)
+        table[leaf] = _parse_value(key, text, schema[leaf][0])
+    return params
+
+
+def _locate(params: dict, key: str):
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] in ("data", "ensemble") and parts[1] in (DATA_KEYS if parts[0] == "data" else ENSEMBLE_KEYS):
+        return (DATA_KEYS if parts[0] == "data" else ENSEMBLE_KEYS), params.setdefault(parts[0], {}), parts[1]
+    if len(parts) == 2 and parts[0] == "train" and parts[1] in TRAIN_COMMON_KEYS:
+        return TRAIN_COMMON_KEYS, params.setdefault("train", {}), parts[1]
+    if len(parts) == 3 and parts[0] == "train" and parts[2] in TRAIN_KEYS:
+        from pipeline.modeling.models import MODELS
+
+        if parts[1] not in MODELS:
+            raise PipelineError(f"parameter {key}: unknown model '{parts[1]}' (known: {', '.join(MODELS)})")
+        return TRAIN_KEYS, params.setdefault("train", {}).setdefault(parts[1], {}), parts[2]
+    raise PipelineError(f"unknown parameter '{key}' (see params.toml for the known ones)")
+
+
+def check(params: dict) -> dict:
+    """Refuse unknown keys, wrong types and out-of-range values, naming the key."""
+    from pipeline.modeling.models import MODELS
+
+    def check_table(prefix, table, schema, required=True):
+        for key, value in table.items():
+            name = f"{prefix}.{key}"
+            if key not in schema:
+                raise PipelineError(f"unknown parameter '{name}' in params")
+            kind, lo, hi, hi_inclusive = schema[key]
+            ok_type = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                ok_type = True
+            if not ok_type:
+                raise PipelineError(f"parameter {name}: expected {kind.__name__}, got {value!r}")
+            if lo is not None:
+                too_high = value > hi if hi_inclusive else value >= hi
+                low_bad = value < lo if kind is int else value <= lo
+                if low_bad or too_high:
+                    rng = f"{'>=' if kind is int else '>'} {lo} and {'<=' if hi_inclusive else '<'} {hi}"
+                    raise PipelineError(f"parameter {name} = {value!r} is out of range: must be {rng}")
+        if required:
+            for key in schema:
+                if key not in table:
+                    raise PipelineError(f"parameter {prefix}.{key} is missing from params")
+
+    for section in params:
+        if section not in ("data", "train", "ensemble"):
+            raise PipelineError(f"unknown parameter section '{section}' in params")
+    check_table("data", params.get("data", {}), DATA_KEYS)
+    check_table("ensemble", params.get("ensemble", {}), ENSEMBLE_KEYS)
+    if params["ensemble"]["model"] not in MODELS:
+        raise PipelineError(f"parameter ensemble.model = {params['ensemble']['model']!r}: unknown model (known: {', '.join(MODELS)})")
+    train = params.get("train", {})
+    check_table("train", {k: v for k, v in train.items() if not isinstance(v, dict)}, TRAIN_COMMON_KEYS)
+    for model, table in train.items():
+        if isinstance(table, dict):
+            if model not in MODELS:
+                raise PipelineError(f"unknown model section 'train.{model}' in params (known: {', '.join(MODELS)})")
+            check_table(f"train.{model}", table, TRAIN_KEYS)
+    return params
+
+
+def for_model(params: dict, model: str) -> dict:
+    """What one model's training reads: the data split, the seed and its own section."""
+    train = params["train"]
+    if model not in train:
+        raise PipelineError(f"params has no [train.{model}] section")
+    return {"model": model, "data": params["data"], "seed": train["seed"], **train[model]}
+
+
+def resolve(overrides: list[str], path: Path = config.PARAMS_FILE) -> dict:
+    return check(apply_overrides(load(path), overrides))
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@cli
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", type=Path, required=True, help="where to write the resolved params (only if changed)")
+    ap.add_argument("overrides", nargs="*", help="key=value, e.g. train.conv_gru.epochs=3")
+    args = ap.parse_args(argv)
+    params = resolve(args.overrides)
+    if args.model == "ensemble":
+        resolved = {"model": "ensemble", "ensemble": params["ensemble"], "member": for_model(params, params["ensemble"]["model"])}
+    else:
+        resolved = for_model(params, args.model)
+    write_json_if_changed(args.out, resolved)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so tests can `import fake_kaggle`
+
+from fake_kaggle import FakeKaggle  # noqa: E402
+
+# Environment the kaggle client or requests would read, cleared so the developer's own
+# credentials, proxies or notebook settings never leak into a test.
+_CLEARED_ENV = (
+    "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_V1_TOKEN",
+    "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_DATA_PROXY_URL", "KAGGLE_IAP_TOKEN", "KAGGLE_COMPETITION",
+    "KAGGLE_PROXY", "KAGGLE_API_ENVIRONMENT", "KAGGLE_TIMEOUT", "VERBOSE", "VERBOSE_OUTPUT",
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+    "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "XDG_CONFIG_HOME",
+)
+
+
+def tiny_competition_zip(train_rows: int = 3, test_rows: int = 2) -> bytes:
+    """A zip in the competition's layout (train.csv, test.csv, sample_submission.csv), a few rows each."""
+    pixels = [f"pixel{i}" for i in range(784)]
+    train = ["label," + ",".join(pixels)] + [f"{r % 10}," + ",".join("0" * 784) for r in range(train_rows)]
+    test = [",".join(pixels)] + [",".join("0" * 784) for _ in range(test_rows)]
+    sample = ["ImageId,Label"] + [f"{i + 1},0" for i in range(test_rows)]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, lines in (("train.csv", train), ("test.csv", test), ("sample_submission.csv", sample)):
+            z.writestr(name, "\n".join(lines) + "\n")
+    return buf.getvalue()
+
+
+def isolate_kaggle_env(monkeypatch, home: Path) -> None:
+    """A clean environment for the kaggle client: no credentials, no proxies, HOME=home."""
+    for name in _CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+
+
+@pytest.fixture
+def fake_kaggle(tmp_path, monkeypatch):
+    """A fake Kaggle API that the real client reaches over HTTP, with valid fake credentials.
+
+    Sets HOME and KAGGLE_CONFIG_DIR (empty) inside tmp_path, KAGGLE_USERNAME / KAGGLE_KEY (the key
+    is random per test and is what the fake accepts), KAGGLE_API_ENVIRONMENT=LOCALHOST,
+    HTTP_PROXY / http_proxy pointing at the fake, and KAGGLE_TIMEOUT=2. Yields the FakeKaggle
+    (knobs and recorded requests: see tests/fake_kaggle.py).
+    """
+    home = tmp_path / "home"
+    isolate_kaggle_env(monkeypatch, home)
+    config_dir = home / ".kaggle"
+    config_dir.mkdir()
+    fake = FakeKaggle(key="fake-key-" + secrets.token_hex(16), token="fake-token-" + secrets.token_hex(16),
+                      zip_bytes=tiny_competition_zip()).start()
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("KAGGLE_USERNAME", fake.username)
+    monkeypatch.setenv("KAGGLE_KEY", fake.key)
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+    monkeypatch.setenv("HTTP_PROXY", fake.proxy_url)
+    monkeypatch.setenv("http_proxy", fake.proxy_url)
+    monkeypatch.setenv("KAGGLE_TIMEOUT", "2")
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def kaggle_env(fake_kaggle) -> dict:
+    """os.environ as the fake_kaggle fixture left it, for running the pipeline in a subprocess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return env

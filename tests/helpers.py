@@ -1,0 +1,79 @@
+"""Builders for small competition-layout files, and a runner for the pipeline's CLIs."""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+PIXELS = [f"pixel{i}" for i in range(784)]
+TRAIN_HEADER = ["label", *PIXELS]
+
+
+def digits_table(rows: int, labelled: bool = True, seed: int = 0) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(rows, 784))
+    table = [[str(v) for v in row] for row in pixels]
+    if labelled:
+        table = [[str(i % 10), *row] for i, row in enumerate(table)]
+    return table
+
+
+def csv_text(header: list[str], table: list[list[str]], sep: str = ",", eol: str = "\n") -> str:
+    return "".join(sep.join(r) + eol for r in [header, *table])
+
+
+def competition_files(n_train: int = 30, n_test: int = 12, train_text: str | None = None) -> dict[str, str]:
+    return {
+        "train.csv": train_text if train_text is not None else csv_text(TRAIN_HEADER, digits_table(n_train)),
+        "test.csv": csv_text(PIXELS, digits_table(n_test, labelled=False, seed=1)),
+        "sample_submission.csv": csv_text(["ImageId", "Label"], [[str(i), "0"] for i in range(1, n_test + 1)]),
+    }
+
+
+def make_zip(path: Path, files: dict[str, str | bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            zf.writestr(name, content)
+    return path
+
+
+def copy_project(dest: Path) -> Path:
+    """A throwaway copy of the project (code, params, Makefile, sample), sharing this venv."""
+    for name in ("pipeline", "tests"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("Makefile", "params.toml", "pyproject.toml"):
+        shutil.copy2(REPO / name, dest / name)
+    (dest / "data" / "sample").mkdir(parents=True)
+    shutil.copy2(REPO / "data/sample/digit-recognizer-sample.zip", dest / "data/sample")
+    (dest / "submissions").mkdir()
+    return dest
+
+
+def venv_dir() -> Path:
+    """The virtual environment running these tests, for `make VENV=...` in a copy."""
+    return Path(sys.prefix)
+
+
+def run(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    full_env |= {"HOME": str(cwd / "home"), "PYTHONUNBUFFERED": "1"} | (env or {})
+    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
+    return run([sys.executable, "-m", module, *args], cwd=cwd, env=env, timeout=timeout)
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The single `error: ...` line a failing stage must print, checked to be alone and clean."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]

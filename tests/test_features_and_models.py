@@ -1,0 +1,63 @@
+"""The reshape into row sequences, and the models' shapes and parameter counts."""
+
+import numpy as np
+import pytest
+
+from pipeline.features import to_sequences
+from pipeline.modeling import backend
+
+backend.init()
+
+
+def test_reshape_keeps_row_order_and_scales():
+    pixels = np.arange(2 * 784, dtype=np.int64).reshape(2, 784) % 256
+    x = to_sequences(pixels.astype(np.uint8))
+    assert x.shape == (2, 28, 28) and x.dtype == np.float32
+    # pixel r*28+c is row r, column c (Kaggle's layout: pixelX with X = i*28 + j)
+    for r, c in [(0, 0), (0, 27), (1, 0), (27, 27), (13, 5)]:
+        assert x[1, r, c] == pytest.approx(pixels[1, r * 28 + c] / 255)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_seed_model_matches_the_study_layer_by_layer():
+    from pipeline.modeling.models import build_model
+
+    model = build_model("conv_gru")
+    layers = {l.name: l for l in model.layers}
+    expected = {  # name: (output shape, parameters)
+        "conv1": ((None, 26, 32), 2_720),
+        "conv2": ((None, 24, 32), 3_104),
+        "pool": ((None, 12, 32), 0),
+        "gru1": ((None, 12, 64), 18_624),
+        "gru2": ((None, 16), 3_888),
+        "digit": ((None, 10), 170),
+    }
+    for name, (shape, count) in expected.items():
+        assert tuple(layers[name].output.shape) == shape, name
+        assert layers[name].count_params() == count, name
+    assert model.count_params() == 28_506
+    assert layers["gru1"].cell.reset_after is False
+
+
+@pytest.mark.parametrize("name", ["conv_gru", "lstm", "mlp", "cnn"])
+def test_every_model_maps_rows_to_class_probabilities(name):
+    from pipeline.modeling.models import build_model
+
+    model = build_model(name)
+    out = model.predict(np.random.default_rng(0).random((3, 28, 28), dtype=np.float32), verbose=0)
+    assert out.shape == (3, 10)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_augmentation_changes_images_only_in_training():
+    from pipeline.modeling.augment import RandomAffine
+
+    layer = RandomAffine(seed=1)
+    x = np.zeros((4, 28, 28), np.float32)
+    x[:, 10:18, 12:16] = 1.0
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    warped = np.asarray(layer(x, training=True))
+    assert warped.shape == x.shape
+    assert not np.allclose(warped, x)
+    # a rotation/zoom/shift of at most 10% moves ink, it does not erase it
+    assert np.all(np.abs(warped.sum(axis=(1, 2)) - x.sum(axis=(1, 2))) < 0.35 * x.sum(axis=(1, 2)))

@@ -1,0 +1,48 @@
+"""params.toml and overrides: typed, range-checked, refused with the key named."""
+
+import pytest
+
+from pipeline import params
+from pipeline.errors import PipelineError
+
+
+def test_defaults_load_and_check():
+    p = params.resolve([])
+    resolved = params.for_model(p, "conv_gru")
+    assert resolved["model"] == "conv_gru" and resolved["epochs"] >= 1 and "val_fraction" in resolved["data"]
+
+
+def test_overrides_are_typed():
+    p = params.resolve(["train.conv_gru.epochs=3", "data.val_fraction=0.2", "train.cnn.augment=false"])
+    assert p["train"]["conv_gru"]["epochs"] == 3
+    assert p["data"]["val_fraction"] == 0.2
+    assert p["train"]["cnn"]["augment"] is False
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("train.conv_gru.epochs=0", "train.conv_gru.epochs = 0 is out of range"),
+    ("train.conv_gru.batch_size=-1", "train.conv_gru.batch_size = -1 is out of range"),
+    ("data.val_fraction=1.5", "data.val_fraction = 1.5 is out of range"),
+    ("data.val_fraction=0", "data.val_fraction = 0.0 is out of range"),
+    ("train.conv_gru.learning_rate=fast", "train.conv_gru.learning_rate: expected a number, got 'fast'"),
+    ("train.conv_gru.epochs=2.5", "train.conv_gru.epochs: expected an integer, got '2.5'"),
+    ("train.conv_gru.augment=maybe", "expected true or false"),
+    ("train.conv_gru.epoch=3", "unknown parameter 'train.conv_gru.epoch'"),
+    ("train.resnet.epochs=3", "unknown model 'resnet'"),
+    ("epochs=3", "unknown parameter 'epochs'"),
+    ("train.conv_gru.epochs", "not of the form key=value"),
+])
+def test_bad_override_is_refused_naming_the_key(override, fragment):
+    with pytest.raises(PipelineError) as info:
+        params.resolve([override])
+    assert fragment in str(info.value)
+
+
+def test_bad_params_file_is_refused(tmp_path):
+    path = tmp_path / "params.toml"
+    path.write_text(params.config.PARAMS_FILE.read_text().replace("epochs = 20", "epochs = \"many\"", 1))
+    with pytest.raises(PipelineError, match="parameter train.conv_gru.epochs: expected int, got 'many'"):
+        params.resolve([], path)
+    path.write_text(params.config.PARAMS_FILE.read_text() + "\n[extra]\nx = 1\n")
+    with pytest.raises(PipelineError, match="unknown parameter section 'extra'"):
+        params.resolve([], path)
