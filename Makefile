@@ -24,11 +24,13 @@ BATCH_SIZE ?=
 LR ?=
 SEED ?=
 PARAMS ?=
+MEMBERS ?=
 OVERRIDES := $(PARAMS) \
 	$(if $(EPOCHS),train.$(MODEL).epochs=$(EPOCHS)) \
 	$(if $(BATCH_SIZE),train.$(MODEL).batch_size=$(BATCH_SIZE)) \
 	$(if $(LR),train.$(MODEL).learning_rate=$(LR)) \
-	$(if $(SEED),train.seed=$(SEED))
+	$(if $(SEED),train.seed=$(SEED)) \
+	$(if $(MEMBERS),ensemble.members=$(MEMBERS))
 
 RAW := data/raw
 PROCESSED := data/processed
@@ -65,8 +67,9 @@ $(VENV_OK): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-$(RAW)/source.json: .make/data-request $(wildcard $(DATA)) pipeline/dataset.py pipeline/csvcheck.py | $(VENV_OK)
-	$(PY) -m pipeline.dataset $(if $(DATA),--data '$(DATA)') $(if $(FORCE),--force)
+DATA_USED := $(or $(DATA),$(file < .make/data-request))
+$(RAW)/source.json: .make/data-request $(wildcard $(DATA_USED)) pipeline/dataset.py pipeline/csvcheck.py | $(VENV_OK)
+	$(PY) -m pipeline.dataset $(if $(DATA_USED),--data '$(DATA_USED)') $(if $(FORCE),--force)
 
 ifneq ($(FORCE),)
 $(RAW)/source.json: FORCE
@@ -75,15 +78,44 @@ endif
 $(PROCESSED)/train.npz $(PROCESSED)/test.npz &: $(RAW)/source.json pipeline/features.py
 	$(PY) -m pipeline.features
 
-# Rewritten only when the parameters this model reads change, so only then does it retrain.
-$(MODEL_DIR)/params.json: FORCE | $(VENV_OK)
-	@$(PY) -m pipeline.params --model $(MODEL) --out $@ $(OVERRIDES)
+# Rewritten only when the parameters a model reads change, so only then does it retrain.
+models/%/params.json: FORCE | $(VENV_OK)
+	@$(PY) -m pipeline.params --model $* --out $@ $(OVERRIDES)
 
-$(MODEL_DIR)/metrics.json: $(MODEL_DIR)/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
-	$(PY) -m pipeline.modeling.train --model $(MODEL)
+models/%/metrics.json: models/%/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
+	$(PY) -m pipeline.modeling.train --model $*
+
+# Ensemble members are separate targets: `make -j2 train MODEL=ensemble` trains two at a time,
+# and a finished member is never retrained (adding members only trains the new ones).
+N_MEMBERS = $(shell $(PY) -m pipeline.params --get ensemble.members $(OVERRIDES))
+MEMBER_METRICS = $(foreach i,$(shell seq 1 $(N_MEMBERS)),models/ensemble/member-$(i)/metrics.json)
+
+models/ensemble/member-%/metrics.json: models/ensemble/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
+	$(PY) -m pipeline.modeling.ensemble member --index $*
+
+.SECONDEXPANSION:
+models/ensemble/metrics.json: $$(MEMBER_METRICS) pipeline/modeling/ensemble.py
+	$(PY) -m pipeline.modeling.ensemble assemble --members $(N_MEMBERS)
+
+.PRECIOUS: models/%/params.json models/%/metrics.json
 
 $(SUBMISSION): $(MODEL_DIR)/metrics.json $(PROCESSED)/test.npz pipeline/csvcheck.py
 	$(PY) -m pipeline.modeling.predict --model $(MODEL)
+
+##@ Compare and report
+STUDY_MODELS := mlp lstm conv_gru
+.PHONY: compare report tensorboard
+
+compare: $(foreach m,$(STUDY_MODELS),models/$(m)/metrics.json) ## Train the study's three models on one split; table in reports/compare.md
+	$(PY) -m pipeline.compare $(STUDY_MODELS)
+
+report: reports/$(MODEL)/index.html ## Curves, confusion matrix, worst errors and per-class scores for MODEL
+
+reports/%/index.html: models/%/metrics.json pipeline/report.py
+	$(PY) -m pipeline.report --model $*
+
+tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhost:6006)
+	$(PY) -m tensorboard.main --logdir logs
 
 ##@ Quality
 .PHONY: test

@@ -11,16 +11,25 @@ from pathlib import Path
 from pipeline.errors import PipelineError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path):
+def atomic_path(path: Path, suffix: str = ".tmp"):
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
+
+    `suffix` is for writers that insist on an extension (Keras saves only to `*.keras`).
 
     On any failure the temporary file is removed and the old `path`, if any, stays intact.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         os.close(fd)
     except OSError as exc:
         raise PipelineError(f"cannot write {path}: {exc.strerror}") from None

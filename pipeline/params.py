@@ -140,13 +140,22 @@ def short_hash(obj) -> str:
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", type=Path, required=True, help="where to write the resolved params (only if changed)")
+    ap.add_argument("--model", help="write this model's resolved params to --out")
+    ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
+    ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. train.conv_gru.epochs=3")
     args = ap.parse_args(argv)
     params = resolve(args.overrides)
+    if args.get:
+        section, _, key = args.get.partition(".")
+        print(params[section][key])
+        return
+    if not (args.model and args.out):
+        raise PipelineError("give --model and --out, or --get")
     if args.model == "ensemble":
-        resolved = {"model": "ensemble", "ensemble": params["ensemble"], "member": for_model(params, params["ensemble"]["model"])}
+        # Not the member count: adding members must not retrain the finished ones.
+        ensemble = {k: v for k, v in params["ensemble"].items() if k != "members"}
+        resolved = {"model": "ensemble", "ensemble": ensemble, "member": for_model(params, ensemble["model"])}
     else:
         resolved = for_model(params, args.model)
     write_json_if_changed(args.out, resolved)

@@ -1,0 +1,115 @@
+"""An ensemble: N members of one architecture, each with its own seed, softmax-averaged.
+
+Every member is its own Make target (models/ensemble/member-<i>/metrics.json), so `make -j`
+trains them in parallel and a finished member is never retrained. All members hold out the
+same validation split, which no member ever trains on, so the ensemble's validation accuracy
+is as honest as a single model's. With ensemble.full_data = true they train on all rows for
+the final upload; its accuracy is then the one measured with the same settings on the split.
+
+`assemble` folds the members into one Keras model (input -> members -> Average), so
+prediction, reports and submission treat the ensemble like any other model.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import config, provenance
+from pipeline.errors import PipelineError, cli
+from pipeline.features import load_npz, save_npz
+from pipeline.files import atomic_path, read_json, sha256_file, write_json
+
+ENSEMBLE_DIR = config.model_dir("ensemble")
+
+
+def member_dir(index: int) -> Path:
+    return ENSEMBLE_DIR / f"member-{index}"
+
+
+def member_params(ensemble_params: dict, index: int) -> dict:
+    """Member i: the member architecture's params with its own seed."""
+    p = dict(ensemble_params["member"])
+    p["seed"] = p["seed"] + 1000 * index
+    p["full_data"] = ensemble_params["ensemble"]["full_data"]
+    return p
+
+
+def average_model(members: list):
+    """One functional model whose output is the mean of the members' softmax outputs."""
+    import keras
+
+    inputs = keras.Input((config.IMAGE_SIDE, config.IMAGE_SIDE), name="rows")
+    outputs = []
+    for i, member in enumerate(members, start=1):
+        member.name = f"member_{i}"  # unique names inside the combined model
+        outputs.append(member(inputs))
+    averaged = keras.layers.Average(name="digit")(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(inputs, averaged, name="ensemble")
+
+
+def assemble(n_members: int) -> dict:
+    import keras
+
+    from pipeline.modeling.predict import load_model
+
+    p = read_json(ENSEMBLE_DIR / "params.json")
+    member_metrics = [read_json(member_dir(i) / "metrics.json") for i in range(1, n_members + 1)]
+    model = average_model([load_model(member_dir(i) / "model.keras") for i in range(1, n_members + 1)])
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    metrics = {"model": "ensemble", "members": n_members, "member_model": p["member"]["model"],
+               "parameters": int(model.count_params()),
+               "member_val_accuracy": [m.get("val_accuracy") for m in member_metrics],
+               "epochs_run": member_metrics[0]["epochs_run"],
+               "seconds_per_epoch": float(np.mean([m["seconds_per_epoch"] for m in member_metrics])),
+               "train_seconds": float(np.sum([m["train_seconds"] for m in member_metrics])),
+               "params": p, "params_hash": member_metrics[0]["params_hash"],
+               "data_sha256": provenance.data_sha256(), "provenance": provenance.collect()}
+    if not p["ensemble"]["full_data"]:
+        first = load_npz(member_dir(1) / "val_predictions.npz")
+        x = load_npz(config.PROCESSED_DIR / "train.npz")["x"][first["index"]]
+        loss, acc = model.evaluate(x, first["y_true"], batch_size=1024, verbose=0)
+        proba = model.predict(x, batch_size=1024, verbose=0)
+        metrics |= {"val_accuracy": float(acc), "val_loss": float(loss), "val_size": int(len(x))}
+        save_npz(ENSEMBLE_DIR / "val_predictions.npz", index=first["index"], y_true=first["y_true"], proba=proba)
+    with atomic_path(ENSEMBLE_DIR / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)
+    metrics["model_sha256"] = sha256_file(ENSEMBLE_DIR / "model.keras")
+    write_json(ENSEMBLE_DIR / "metrics.json", metrics)
+    keras.backend.clear_session()
+    return metrics
+
+
+@cli
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    member = sub.add_parser("member", help="train member i")
+    member.add_argument("--index", type=int, required=True)
+    member.add_argument("--quiet", action="store_true")
+    together = sub.add_parser("assemble", help="average members 1..N into models/ensemble/model.keras")
+    together.add_argument("--members", type=int, required=True)
+    args = ap.parse_args(argv)
+
+    from pipeline.modeling import backend
+    from pipeline.modeling.train import train_model
+
+    if args.command == "member":
+        p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)
+        backend.init(p["seed"])
+        m = train_model(p, member_dir(args.index), config.PROCESSED_DIR / "train.npz",
+                        log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}", verbose=0 if args.quiet else 2)
+        acc = f"{m['val_accuracy']:.2%}" if "val_accuracy" in m else "n/a (all rows)"
+        print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): validation accuracy {acc}")
+    else:
+        if args.members < 1:
+            raise PipelineError("an ensemble needs at least one member")
+        backend.init()
+        m = assemble(args.members)
+        accs = ", ".join(f"{a:.2%}" for a in m["member_val_accuracy"] if a is not None)
+        acc = f"validation accuracy {m['val_accuracy']:.2%} (members: {accs})" if "val_accuracy" in m else "trained on all rows"
+        print(f"ensemble of {args.members} {m['member_model']}: {acc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Ensembles as Make targets, and the comparison table, on the committed sample."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import copy_project, run, venv_dir
+
+pytestmark = pytest.mark.slow
+
+FAST = ["PARAMS=ensemble.model=mlp train.mlp.epochs=1 train.conv_gru.epochs=1 train.lstm.epochs=1"]
+
+
+def make(root, *args):
+    proc = run(["make", f"VENV={venv_dir()}", *args], cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("ensemble"))
+    make(root, "features")
+    return root
+
+
+def test_ensemble_averages_its_members_and_never_retrains_a_finished_one(project):
+    make(project, "submission", "MODEL=ensemble", "MEMBERS=2", *FAST)
+    models = project / "models/ensemble"
+    metrics = json.loads((models / "metrics.json").read_text())
+    assert metrics["members"] == 2 and len(metrics["member_val_accuracy"]) == 2
+    members = [np.load(models / f"member-{i}/val_predictions.npz") for i in (1, 2)]
+    np.testing.assert_array_equal(members[0]["index"], members[1]["index"])  # one shared held-out split
+    seeds = [json.loads((models / f"member-{i}/metrics.json").read_text())["params"]["seed"] for i in (1, 2)]
+    assert seeds[0] != seeds[1]
+    averaged = (members[0]["proba"] + members[1]["proba"]) / 2
+    expected_acc = float((averaged.argmax(1) == members[0]["y_true"]).mean())
+    assert metrics["val_accuracy"] == pytest.approx(expected_acc, abs=1e-6)
+    assert (project / "submissions/submission-ensemble.csv").exists()
+
+    out = make(project, "train", "MODEL=ensemble", "MEMBERS=3", *FAST)
+    assert "member --index 3" in out
+    assert "member --index 1" not in out and "member --index 2" not in out
+    assert json.loads((models / "metrics.json").read_text())["members"] == 3
+
+
+def test_compare_writes_a_table_of_every_study_model(project):
+    out = make(project, "compare", *FAST)
+    table = json.loads((project / "reports/compare.json").read_text())["rows"]
+    assert [r["model"] for r in table] == ["mlp", "lstm", "conv_gru"]
+    for row in table:
+        metrics = json.loads((project / f"models/{row['model']}/metrics.json").read_text())
+        assert row["val_accuracy"] == metrics["val_accuracy"] and row["parameters"] == metrics["parameters"]
+        assert row["predict_images_per_second"] > 0
+    md = (project / "reports/compare.md").read_text()
+    assert "| conv_gru" in md and "98.72%" in md and "28,506" in md
+    assert "conv_gru" in out
