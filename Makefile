@@ -32,11 +32,19 @@ OVERRIDES := $(PARAMS) \
 	$(if $(SEED),train.seed=$(SEED)) \
 	$(if $(MEMBERS),ensemble.members=$(MEMBERS))
 
+# Bad parameters are refused before any stage runs (the stages need .venv, so only once it exists).
+ifneq ($(filter-out install help clean test tensorboard submissions,$(or $(MAKECMDGOALS),install)),)
+ifneq ($(wildcard $(VENV_OK)),)
+PARAMS_ERROR := $(shell $(PY) -m pipeline.params $(OVERRIDES) 2>&1 >/dev/null)
+$(if $(PARAMS_ERROR),$(error $(PARAMS_ERROR)))
+endif
+endif
+
 RAW := data/raw
 PROCESSED := data/processed
 MODEL_DIR := models/$(MODEL)
 SUBMISSION := submissions/$(if $(filter conv_gru,$(MODEL)),submission,submission-$(MODEL)).csv
-MODEL_CODE := $(wildcard pipeline/modeling/*.py) pipeline/params.py pipeline/features.py
+MODEL_CODE := $(addprefix pipeline/modeling/,train.py models.py augment.py backend.py)
 
 # The data stage reruns when a DATA= different from the last one is given (recorded in
 # .make/data-request), or with FORCE=1; without DATA= the data already in place is kept.
@@ -87,15 +95,16 @@ models/%/metrics.json: models/%/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
 
 # Ensemble members are separate targets: `make -j2 train MODEL=ensemble` trains two at a time,
 # and a finished member is never retrained (adding members only trains the new ones).
-N_MEMBERS = $(shell $(PY) -m pipeline.params --get ensemble.members $(OVERRIDES))
-MEMBER_METRICS = $(foreach i,$(shell seq 1 $(N_MEMBERS)),models/ensemble/member-$(i)/metrics.json)
+ifeq ($(MODEL),ensemble)
+N_MEMBERS := $(shell $(PY) -m pipeline.params --get ensemble.members $(OVERRIDES) 2>/dev/null || echo 1)
+MEMBER_METRICS := $(foreach i,$(shell seq 1 $(N_MEMBERS)),models/ensemble/member-$(i)/metrics.json)
 
 models/ensemble/member-%/metrics.json: models/ensemble/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
 	$(PY) -m pipeline.modeling.ensemble member --index $*
 
-.SECONDEXPANSION:
-models/ensemble/metrics.json: $$(MEMBER_METRICS) pipeline/modeling/ensemble.py
+models/ensemble/metrics.json: models/ensemble/params.json $(MEMBER_METRICS) pipeline/modeling/ensemble.py
 	$(PY) -m pipeline.modeling.ensemble assemble --members $(N_MEMBERS)
+endif
 
 .PRECIOUS: models/%/params.json models/%/metrics.json
 
@@ -116,6 +125,16 @@ reports/%/index.html: models/%/metrics.json pipeline/report.py
 
 tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhost:6006)
 	$(PY) -m tensorboard.main --logdir logs
+
+##@ Speed
+BENCH_MODELS ?= conv_gru mlp lstm cnn
+BENCH_BACKENDS ?=
+BENCH_EPOCHS ?=
+.PHONY: bench
+
+bench: $(PROCESSED)/train.npz | $(VENV_OK) ## Time training/prediction of BENCH_MODELS against a plain Keras baseline
+	$(PY) -m pipeline.bench $(BENCH_MODELS) $(if $(BENCH_BACKENDS),--backends $(BENCH_BACKENDS)) \
+		$(if $(BENCH_EPOCHS),--epochs $(BENCH_EPOCHS))
 
 ##@ Quality
 .PHONY: test

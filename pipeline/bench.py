@@ -35,23 +35,16 @@ def run_one(model: str, overrides: dict, target: float) -> dict:
     from pipeline.modeling import backend
 
     p = params_mod.for_model(params_mod.resolve([]), model) | overrides
-    backend.init(p["seed"])
+    backend.init(p["seed"], p["backend"])
     import keras
 
     from pipeline.modeling.models import build_model
-    from pipeline.modeling.train import split
+    from pipeline.modeling.train import compile_model, split
 
     data = load_npz(config.PROCESSED_DIR / "train.npz")
     tr, va = split(data["y"], p["data"]["val_fraction"], p["data"]["split_seed"])
     x, y, xv, yv = data["x"][tr], data["y"][tr], data["x"][va], data["y"][va]
-    model_obj = build_model(model, augment=p["augment"], seed=p["seed"])
-    if "constant_lr" in p:
-        lr = p["constant_lr"]
-    else:
-        steps = p["epochs"] * int(np.ceil(len(x) / p["batch_size"]))
-        lr = keras.optimizers.schedules.CosineDecay(0.0, steps - steps // 10, warmup_target=p["learning_rate"],
-                                                    warmup_steps=steps // 10)
-    model_obj.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model_obj = compile_model(build_model(model, augment=p["augment"], seed=p["seed"]), p, len(x))
 
     epochs = []
 
@@ -122,19 +115,26 @@ def markdown(rows: list[dict], baseline: dict) -> str:
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="*", default=["conv_gru", "lstm", "mlp"])
-    ap.add_argument("--backends", default="jax,tensorflow", help="backends to time each model on (installed ones)")
+    ap.add_argument("models", nargs="*", default=["conv_gru", "mlp", "lstm", "cnn"])
+    ap.add_argument("--backends", default="", help="comma-separated backends to time each model on "
+                    "(default: the backend params.toml gives the model)")
     ap.add_argument("--target", type=float, default=0.987, help="validation accuracy for 'seconds to target'")
+    ap.add_argument("--epochs", type=int, help="cap every run at this many epochs (a quick smoke run)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         entry = json.loads(args.child)
         print(json.dumps(run_one(entry["model"], entry.get("overrides", {}), args.target)))
         return
-    import importlib.util
+    from pipeline import params as params_mod
 
-    backends = [b for b in args.backends.split(",") if importlib.util.find_spec(b if b != "tensorflow" else "tensorflow")]
-    entries = [BASELINE] + [{"name": f"{m} ({b})", "model": m, "backend": b} for m in args.models for b in backends]
+    params = params_mod.resolve([])
+    entries = [BASELINE]
+    for m in args.models:
+        for b in args.backends.split(",") if args.backends else [params_mod.for_model(params, m)["backend"]]:
+            entries.append({"name": f"{m} ({b})", "model": m, "backend": b})
+    if args.epochs:
+        entries = [e | {"overrides": e.get("overrides", {}) | {"epochs": args.epochs}} for e in entries]
     rows = []
     for entry in entries:
         print(f"benchmarking {entry['name']} ...", flush=True)

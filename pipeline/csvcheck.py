@@ -76,42 +76,40 @@ def check_header(path: Path, got: list[str], expected: list[str]) -> None:
     raise CsvError(path, f"header has {len(got)} columns, expected {len(expected)}: '{expected[len(got)]}' is missing", line=1)
 
 
-def _first_bad_cell(chunk: pd.DataFrame, limits: dict[str, tuple[int, int]]):
-    """(row index in chunk, column, value, reason) of the first bad cell, in reading order."""
-    bad_rows, bad_cols = [], []
-    frames = {}
-    for j, col in enumerate(chunk.columns):
-        s = chunk[col]
-        lo, hi = limits[col]
-        if pd.api.types.is_integer_dtype(s.dtype):
-            mask = (s < lo) | (s > hi)
-        else:
-            num = pd.to_numeric(s, errors="coerce")
-            mask = num.isna() | (num != np.round(num)) | (num < lo) | (num > hi)
-        mask = mask.to_numpy()
-        if mask.any():
-            i = int(mask.argmax())
-            bad_rows.append(i)
-            bad_cols.append(j)
-            frames[j] = s
-    if not bad_rows:
+def _bounds(columns, limits) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([limits[c][0] for c in columns]), np.array([limits[c][1] for c in columns])
+
+
+def _first_out_of_range(table: np.ndarray, columns, limits):
+    """(row, column, reason) of the first integer outside its column's range, in reading order."""
+    lo, hi = _bounds(columns, limits)
+    bad = (table < lo) | (table > hi)
+    if not bad.any():
         return None
-    i, j = min(zip(bad_rows, bad_cols))
-    col = chunk.columns[j]
-    value = chunk[col].iloc[i]
-    lo, hi = limits[col]
-    if isinstance(value, str):
-        if value.startswith(('"', "'")):
-            reason = f"quoted value {value}: numbers must not be quoted"
-        else:
-            reason = f"'{value}' is not an integer {lo}-{hi}"
-    elif pd.isna(value):
-        reason = "empty cell (or NaN)"
-    elif float(value) != round(float(value)):
-        reason = f"{value:g} is not an integer {lo}-{hi}"
+    i, j = np.unravel_index(np.argmax(bad), bad.shape)
+    return i, columns[j], f"{table[i, j]} is outside {lo[j]}-{hi[j]}"
+
+
+def _first_non_integer(path, header, first_line: int, n_rows: int, limits):
+    """Re-read a chunk as text (only when pandas saw a non-integer) to name the first bad cell.
+
+    Checking the text, not the parsed number, is what refuses '12.0', '1e2', 'NaN' and '"5"'.
+    """
+    text = pd.read_csv(path, header=0, names=header, skiprows=range(1, first_line - 1), nrows=n_rows, dtype=str,
+                       keep_default_na=False, quoting=csv.QUOTE_NONE, encoding="utf-8-sig",
+                       skip_blank_lines=False, engine="c")
+    cells = text.fillna("").to_numpy(dtype=str)
+    is_int = np.char.isdigit(np.char.lstrip(cells, "-")) & (np.char.count(cells, "-") <= 1) & ~np.char.startswith(cells, "--")
+    bad = ~is_int
+    i, j = np.unravel_index(np.argmax(bad), bad.shape)
+    value, (lo, hi) = cells[i, j], limits[header[j]]
+    if value == "":
+        reason = "empty cell (or a row too short)"
+    elif value[:1] in "\"'":
+        reason = f"quoted value {value}: numbers must not be quoted"
     else:
-        reason = f"{int(value)} is outside {lo}-{hi}"
-    return i, col, reason
+        reason = f"'{value}' is not an integer {lo}-{hi}"
+    return i, header[j], reason
 
 
 def read_digits(path: Path, header: list[str], limits: dict[str, tuple[int, int]]) -> np.ndarray:
@@ -135,11 +133,17 @@ def read_digits(path: Path, header: list[str], limits: dict[str, tuple[int, int]
             engine="c",
         )
         for chunk in reader:
-            bad = _first_bad_cell(chunk, limits)
+            if chunk.empty:
+                continue
+            if all(pd.api.types.is_integer_dtype(t) for t in chunk.dtypes):
+                table = chunk.to_numpy(dtype=np.int64)
+                bad = _first_out_of_range(table, header, limits)
+            else:
+                bad = _first_non_integer(path, header, line, len(chunk), limits)
             if bad:
                 i, col, reason = bad
-                raise CsvError(path, reason, line=line + i, column=col)
-            parts.append(chunk.to_numpy(dtype=np.int64))
+                raise CsvError(path, reason, line=line + int(i), column=col)
+            parts.append(table)
             line += len(chunk)
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))

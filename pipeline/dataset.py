@@ -59,15 +59,25 @@ def safe_member(zip_path: Path, name: str) -> PurePosixPath:
     return p
 
 
+def competition_members(members: dict) -> dict:
+    """The three files by name: at the top of the zip, or all in one folder (a re-zipped download)."""
+    for folder in sorted({p.parent for p in members}, key=lambda p: len(p.parts)):
+        found = {p.name: info for p, info in members.items() if p.parent == folder and p.name in config.RAW_FILES}
+        if len(found) == len(config.RAW_FILES):
+            return found
+    return {p.name: info for p, info in members.items() if len(p.parts) == 1}
+
+
 def extract_competition_zip(zip_path: Path, dest: Path) -> None:
-    """Extract train.csv, test.csv and sample_submission.csv (top level of the zip) into dest."""
+    """Extract train.csv, test.csv and sample_submission.csv (at the top or in one folder) into dest."""
     try:
         with zipfile.ZipFile(zip_path) as zf:
             members = {safe_member(zip_path, info.filename): info for info in zf.infolist()}
-            by_name = {str(p): info for p, info in members.items() if len(p.parts) == 1}
+            by_name = competition_members(members)
             for name in config.RAW_FILES:
                 if name not in by_name:
-                    raise PipelineError(f"{zip_path}: no {name} at the top of the zip (found: {', '.join(sorted(map(str, members))) or 'nothing'})")
+                    found = ", ".join(sorted(str(p) for p in members if not p.name.startswith("."))) or "nothing"
+                    raise PipelineError(f"{zip_path}: no {name} in the zip (found: {found[:200]})")
             for name in config.RAW_FILES:
                 with zf.open(by_name[name]) as src, open(dest / name, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)

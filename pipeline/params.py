@@ -18,13 +18,15 @@ from pipeline.files import write_json_if_changed
 
 # key -> (type, lowest, highest, highest is inclusive). Every model section uses TRAIN_KEYS.
 DATA_KEYS = {"val_fraction": (float, 0.0, 1.0, False), "split_seed": (int, 0, 2**32 - 1, True)}
-TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True)}
+TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True), "distribute": (bool, None, None, True)}
 TRAIN_KEYS = {
     "epochs": (int, 1, 10_000, True),
     "batch_size": (int, 1, 65_536, True),
     "learning_rate": (float, 0.0, 10.0, True),
     "augment": (bool, None, None, True),
+    "backend": (str, None, None, True),
 }
+BACKENDS = ("jax", "tensorflow", "torch")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True), "full_data": (bool, None, None, True)}
 
 
@@ -93,6 +95,8 @@ def check(params: dict) -> dict:
                 ok_type = True
             if not ok_type:
                 raise PipelineError(f"parameter {name}: expected {kind.__name__}, got {value!r}")
+            if key == "backend" and value not in BACKENDS:
+                raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
             if lo is not None:
                 too_high = value > hi if hi_inclusive else value >= hi
                 low_bad = value < lo if kind is int else value <= lo
@@ -123,10 +127,14 @@ def check(params: dict) -> dict:
 
 def for_model(params: dict, model: str) -> dict:
     """What one model's training reads: the data split, the seed and its own section."""
+    from pipeline.modeling.models import MODELS
+
     train = params["train"]
+    if model not in MODELS:
+        raise PipelineError(f"unknown model '{model}' (known: {', '.join(MODELS)}, ensemble)")
     if model not in train:
         raise PipelineError(f"params has no [train.{model}] section")
-    return {"model": model, "data": params["data"], "seed": train["seed"], **train[model]}
+    return {"model": model, "data": params["data"], "seed": train["seed"], "distribute": train["distribute"], **train[model]}
 
 
 def resolve(overrides: list[str], path: Path = config.PARAMS_FILE) -> dict:
@@ -143,6 +151,7 @@ def main(argv=None):
     ap.add_argument("--model", help="write this model's resolved params to --out")
     ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
     ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
+    # With neither --model nor --get: only check params.toml and the overrides.
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. train.conv_gru.epochs=3")
     args = ap.parse_args(argv)
     params = resolve(args.overrides)
@@ -150,8 +159,10 @@ def main(argv=None):
         section, _, key = args.get.partition(".")
         print(params[section][key])
         return
-    if not (args.model and args.out):
-        raise PipelineError("give --model and --out, or --get")
+    if not args.model:
+        return  # only checking
+    if not args.out:
+        raise PipelineError("--model needs --out")
     if args.model == "ensemble":
         # Not the member count: adding members must not retrain the finished ones.
         ensemble = {k: v for k, v in params["ensemble"].items() if k != "members"}

@@ -35,7 +35,7 @@ def bad_zips(tmp):
             TRAIN_HEADER, [r[:50] + ["300"] + r[51:] for r in digits_table(3)]))), "train.csv: line 2, column 'pixel49': 300 is outside 0-255"),
         "truncated zip": (tmp / "truncated.zip", "not a readable zip file"),
         "not a zip": (tmp / "notzip.zip", "not a readable zip file"),
-        "zip without train.csv": (make_zip(tmp / "notrain.zip", {k: v for k, v in good.items() if k != "train.csv"}), "no train.csv at the top of the zip"),
+        "zip without train.csv": (make_zip(tmp / "notrain.zip", {k: v for k, v in good.items() if k != "train.csv"}), "no train.csv in the zip"),
         "zip escaping the folder": (make_zip(tmp / "escape.zip", good | {"../evil.csv": "x"}), "refused: member '../evil.csv' would be written outside"),
         "zip with an absolute path": (make_zip(tmp / "abs.zip", good | {"/tmp/evil.csv": "x"}), "refused: member '/tmp/evil.csv'"),
         "sample_submission rows differ": (make_zip(tmp / "rows.zip", good | {"sample_submission.csv": "ImageId,Label\n1,0\n"}), "has 1 rows but test.csv has 12"),
@@ -106,3 +106,15 @@ def test_source_order(tmp_path):
     assert choose_source(None, tmp_path / "absent", lambda: False) == Source("sample", config.SAMPLE_ZIP)
     with pytest.raises(PipelineError, match="no such file"):
         choose_source(str(tmp_path / "missing.zip"), notebook, never)
+
+
+def test_a_zip_of_the_competition_folder_is_accepted(tmp_path):
+    """Users often re-zip the folder they unpacked: digit-recognizer/train.csv, ..."""
+    from pipeline.dataset import extract_competition_zip
+
+    files = {f"digit-recognizer/{name}": text for name, text in competition_files().items()}
+    zip_path = make_zip(tmp_path / "rezipped.zip", files | {"__MACOSX/._train.csv": "junk"})
+    dest = tmp_path / "out"
+    dest.mkdir()
+    extract_competition_zip(zip_path, dest)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(config.RAW_FILES)

@@ -63,7 +63,10 @@ def test_same_data_params_and_seed_give_the_same_submission_byte_for_byte(projec
 def test_killed_training_resumes_from_its_last_epoch(project):
     epochs = 8
     make(project, "models/conv_gru/params.json", f"EPOCHS={epochs}", "BATCH_SIZE=32")
-    work = project / "models/conv_gru/.work"
+    params = json.loads((project / "models/conv_gru/params.json").read_text())
+    from pipeline.params import short_hash
+
+    work = project / f"models/conv_gru/.work-{short_hash(params)}"
     cmd = [sys.executable, "-m", "pipeline.modeling.train", "--model", "conv_gru"]
     proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300

@@ -58,6 +58,7 @@ def assemble(n_members: int) -> dict:
     model = average_model([load_model(member_dir(i) / "model.keras") for i in range(1, n_members + 1)])
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     metrics = {"model": "ensemble", "members": n_members, "member_model": p["member"]["model"],
+               "backend": keras.backend.backend(),
                "parameters": int(model.count_params()),
                "member_val_accuracy": [m.get("val_accuracy") for m in member_metrics],
                "epochs_run": member_metrics[0]["epochs_run"],
@@ -96,7 +97,7 @@ def main(argv=None):
 
     if args.command == "member":
         p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)
-        backend.init(p["seed"])
+        backend.init(p["seed"], p["backend"])
         m = train_model(p, member_dir(args.index), config.PROCESSED_DIR / "train.npz",
                         log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}", verbose=0 if args.quiet else 2)
         acc = f"{m['val_accuracy']:.2%}" if "val_accuracy" in m else "n/a (all rows)"
@@ -104,7 +105,7 @@ def main(argv=None):
     else:
         if args.members < 1:
             raise PipelineError("an ensemble needs at least one member")
-        backend.init()
+        backend.init(preferred=read_json(ENSEMBLE_DIR / "params.json")["member"]["backend"])
         m = assemble(args.members)
         accs = ", ".join(f"{a:.2%}" for a in m["member_val_accuracy"] if a is not None)
         acc = f"validation accuracy {m['val_accuracy']:.2%} (members: {accs})" if "val_accuracy" in m else "trained on all rows"

@@ -65,14 +65,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from pipeline.modeling import backend
 
-    backend.init()
     model_dir = config.model_dir(args.model)
+    metrics = read_json(model_dir / "metrics.json")
+    backend.init(preferred=metrics["backend"])  # the backend it trained fastest on predicts fastest too
     model = load_model(model_dir / "model.keras")
     x = load_npz(config.PROCESSED_DIR / "test.npz")["x"]
     labels, _ = predict_labels(model, x)
     out = config.submission_path(args.model)
     write_submission(out, labels, n_test=len(x))
-    metrics = read_json(model_dir / "metrics.json")
     source = read_json(config.RAW_DIR / "source.json")
     write_json(out.with_suffix(".json"), {
         "submission": out.name,

@@ -58,20 +58,32 @@ def make_callbacks(work_dir: Path, log_dir: Path | None, has_val: bool):
     return callbacks
 
 
-def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, verbose=2):
-    """Train `p["model"]` and return (best model, history rows). Arrays in, model out."""
+def compile_model(model, p: dict, n_train: int):
+    """Adam on a 10% linear warm-up then cosine decay to zero: large steps early, a settled model
+    at the end. `constant_lr` (the benchmark's plain baseline) skips the schedule."""
     import keras
 
+    if "constant_lr" in p:
+        lr = p["constant_lr"]
+    else:
+        steps = p["epochs"] * int(np.ceil(n_train / p["batch_size"]))
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, verbose=2):
+    """Train `p["model"]` and return (best model, history rows, replicas). Arrays in, model out."""
+    import keras
+
+    from pipeline.modeling import distribute
     from pipeline.modeling.models import build_model
 
     keras.utils.set_random_seed(p["seed"])
-    model = build_model(p["model"], augment=p["augment"], seed=p["seed"])
-    steps = p["epochs"] * int(np.ceil(len(x) / p["batch_size"]))
-    # 10% linear warm-up then cosine decay to zero: large steps early, a settled model at the end.
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    context, replicas = distribute.scope(p.get("distribute", False))
+    with context:
+        model = compile_model(build_model(p["model"], augment=p["augment"], seed=p["seed"]), p, len(x))
     if not (work_dir / "backup").exists():
         (work_dir / "history.csv").unlink(missing_ok=True)  # a fresh run, not a resumed one
     has_val = x_val is not None
@@ -82,7 +94,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
 
     history = pd.read_csv(work_dir / "history.csv").to_dict("records")
     best = keras.saving.load_model(work_dir / "best.keras")
-    return best, history
+    return best, history, replicas
 
 
 def summarize(model, history, p, x_val, y_val, seconds) -> tuple[dict, np.ndarray | None]:
@@ -109,20 +121,24 @@ def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = 
     """Everything `make train` does for one model: split, fit, save atomically, write metrics."""
     from pipeline.modeling import backend
 
-    backend_name = backend.init(p["seed"])
+    backend_name = backend.init(p["seed"], p["backend"])
     data = load_npz(data_path)
     x, y = data["x"], data["y"]
     if p.get("full_data"):
         tr, va = np.arange(len(y)), None
     else:
         tr, va = split(y, p["data"]["val_fraction"], p["data"]["split_seed"])
-    work_dir = out_dir / ".work"
+    # The resumable state of an interrupted run, kept per parameter set: changed params start afresh.
+    work_dir = out_dir / f".work-{params_mod.short_hash(p)}"
+    for stale in out_dir.glob(".work-*"):
+        if stale != work_dir:
+            shutil.rmtree(stale, ignore_errors=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     x_val, y_val = (x[va], y[va]) if va is not None else (None, None)
     start = time.perf_counter()
-    model, history = fit(x[tr], y[tr], p, work_dir, x_val, y_val, log_dir=log_dir, verbose=verbose)
+    model, history, replicas = fit(x[tr], y[tr], p, work_dir, x_val, y_val, log_dir=log_dir, verbose=verbose)
     metrics, proba = summarize(model, history, p, x_val, y_val, time.perf_counter() - start)
-    metrics |= {"backend": backend_name, "params": p, "params_hash": params_mod.short_hash(p),
+    metrics |= {"backend": backend_name, "replicas": replicas, "params": p, "params_hash": params_mod.short_hash(p),
                 "data_sha256": provenance.data_sha256(), "train_rows": int(len(tr)),
                 "provenance": provenance.collect()}
     if proba is not None:
@@ -149,7 +165,7 @@ def main(argv=None):
                           log_dir=config.LOGS_DIR / args.model, verbose=0 if args.quiet else 2)
     acc = f"validation accuracy {metrics['val_accuracy']:.2%}" if "val_accuracy" in metrics else "trained on all rows"
     print(f"{args.model}: {acc}, {metrics['parameters']:,} parameters, {metrics['epochs_run']} epochs, "
-          f"{metrics['seconds_per_epoch']} s/epoch ({metrics['backend']}) -> {out_dir / 'model.keras'}")
+          f"{metrics['seconds_per_epoch']} s/epoch ({metrics['backend']}) -> {out_dir}/model.keras")
 
 
 if __name__ == "__main__":
