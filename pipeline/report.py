@@ -39,13 +39,16 @@ def predictions(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
-    return float(np.mean(predictions(proba)[0] == np.asarray(y_true))) if len(y_true) else 0.0
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(y_true, predictions(proba)[0])) if len(y_true) else 0.0
 
 
-def log_loss(y_true: np.ndarray, proba: np.ndarray, eps: float = 1e-7) -> float:
+def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Mean cross-entropy of the saved probabilities (the same loss Keras reports)."""
-    p = np.clip(np.asarray(proba, dtype=np.float64)[np.arange(len(y_true)), np.asarray(y_true)], eps, 1.0)
-    return float(-np.mean(np.log(p))) if len(p) else 0.0
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    return float(sk_log_loss(y_true, proba, labels=np.arange(config.N_CLASSES))) if len(y_true) else 0.0
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = config.N_CLASSES) -> np.ndarray:

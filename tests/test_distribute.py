@@ -30,3 +30,27 @@ def test_data_parallel_training_uses_two_devices(project, backend):
     assert metrics["backend"] == backend
     assert metrics["replicas"] == 2
     assert metrics["epochs_run"] == 1 and 0.0 < metrics["val_accuracy"] <= 1.0
+
+
+def test_training_and_prediction_run_where_tensorflow_is_not_installed(project, tmp_path):
+    """A GPU box with JAX but no TensorFlow: nothing on the training path may need TF."""
+    import sys
+    import sysconfig
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for entry in __import__("pathlib").Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().startswith(("tensorflow", "tensorboard", "tf_keras")):
+            (site / entry.name).symlink_to(entry)
+    env = {"KERAS_BACKEND": "jax", "PYTHONPATH": str(site)}
+    python = [sys.executable, "-S"]  # no site-packages but the filtered copy above
+    proc = run([*python, "-c", "import tensorflow"], cwd=project, env=env)
+    assert proc.returncode != 0  # really absent
+    out = "models/conv_gru"
+    proc = run([*python, "-m", "pipeline.params", "--model", "conv_gru", "--out", f"{out}/params.json",
+                "train.conv_gru.epochs=1"], cwd=project, env=env)
+    assert proc.returncode == 0, proc.stderr
+    for module in ("pipeline.modeling.train", "pipeline.modeling.predict"):
+        proc = run([*python, "-m", module, "--model", "conv_gru"], cwd=project, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (project / "submissions/submission.csv").exists()

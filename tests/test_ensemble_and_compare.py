@@ -56,3 +56,12 @@ def test_compare_writes_a_table_of_every_study_model(project):
     md = (project / "reports/compare.md").read_text()
     assert "| conv_gru" in md and "98.72%" in md and "28,506" in md
     assert "conv_gru" in out
+
+
+def test_full_data_members_train_on_every_labelled_row(project):
+    make(project, "submission", "MODEL=ensemble", "MEMBERS=1", FAST[0] + " ensemble.full_data=true")
+    metrics = json.loads((project / "models/ensemble/metrics.json").read_text())
+    member = json.loads((project / "models/ensemble/member-1/metrics.json").read_text())
+    assert "val_accuracy" not in metrics and member["train_rows"] == 5000
+    prov = json.loads((project / "submissions/submission-ensemble.json").read_text())
+    assert prov["val_accuracy"] is None
