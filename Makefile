@@ -149,6 +149,6 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 clean: ## Remove generated data, models, reports and submissions (keeps .venv)
-	rm -rf .make $(RAW) $(PROCESSED) data/download models reports/*/ logs submissions/*.csv submissions/*.json
+	rm -rf .make $(RAW) $(PROCESSED) data/download models reports/*/ reports/compare.* logs bench submissions/*.csv submissions/*.json
 
 FORCE:

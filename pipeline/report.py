@@ -229,8 +229,9 @@ def plot_curves(history: list[dict], model: str = "", best_epoch: int | None = N
     if has_val and best_epoch is not None and best_epoch in epochs:
         i = int(np.flatnonzero(epochs == best_epoch)[0])
         v = series["val_accuracy"][i]
-        ax_acc.annotate(f"{v:.2%}", (best_epoch, v), textcoords="offset points", xytext=(-8, 10),
-                        ha="right", fontsize=10, color="#d62728", fontweight="bold")
+        # below the point: the best epoch is usually the top of the plot, where text would be clipped
+        ax_acc.annotate(f"{v:.2%}", (best_epoch, v), textcoords="offset points", xytext=(-8, -16),
+                        ha="right", va="top", fontsize=10, color="#d62728", fontweight="bold")
     for ax in (ax_loss, ax_acc):
         ax.legend(fontsize=10, loc="best")
     head = f"{model}: training curves" if model else "Training curves"

@@ -48,6 +48,13 @@ def average_model(members: list):
     return keras.Model(inputs, averaged, name="ensemble")
 
 
+def mean_history(histories: list[list[dict]]) -> list[dict]:
+    import pandas as pd
+
+    frame = pd.concat([pd.DataFrame(h) for h in histories])
+    return frame.groupby("epoch", as_index=False).mean().to_dict("records")
+
+
 def assemble(n_members: int) -> dict:
     import keras
 
@@ -62,6 +69,8 @@ def assemble(n_members: int) -> dict:
                "parameters": int(model.count_params()),
                "member_val_accuracy": [m.get("val_accuracy") for m in member_metrics],
                "epochs_run": member_metrics[0]["epochs_run"],
+               # The members' mean curve per epoch, so reports can draw the ensemble's training.
+               "history": mean_history([m["history"] for m in member_metrics]),
                "seconds_per_epoch": float(np.mean([m["seconds_per_epoch"] for m in member_metrics])),
                "train_seconds": float(np.sum([m["train_seconds"] for m in member_metrics])),
                "params": p, "params_hash": member_metrics[0]["params_hash"],
