@@ -82,7 +82,8 @@ def extract_competition_zip(zip_path: Path, dest: Path) -> None:
                 with zf.open(by_name[name]) as src, open(dest / name, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
     except zipfile.BadZipFile as exc:
-        raise PipelineError(f"{zip_path}: not a readable zip file (truncated or not a zip): {exc}") from None
+        raise PipelineError(f"{zip_path}: not a readable zip file ({exc}; truncated?): DATA takes the competition "
+                            "zip, or a folder holding train.csv, test.csv and sample_submission.csv") from None
     except (EOFError, zlib.error) as exc:
         raise PipelineError(f"{zip_path}: truncated or corrupt zip: {exc}") from None
     except OSError as exc:
