@@ -69,7 +69,7 @@ def check_header(path: Path, got: list[str], expected: list[str]) -> None:
     for i, (g, e) in enumerate(zip(got, expected), start=1):
         if g != e:
             missing = e not in got
-            hint = f"'{e}' is missing" if missing else f"columns are out of order"
+            hint = f"'{e}' is missing" if missing else "columns are out of order"
             raise CsvError(path, f"header field {i} is '{g}', expected '{e}' ({hint})", line=1)
     if len(got) > len(expected):
         raise CsvError(path, f"header has {len(got)} columns, expected {len(expected)}: extra column '{got[len(expected)]}'", line=1)

@@ -6,7 +6,7 @@ from functools import cache
 from importlib import metadata
 
 from pipeline import config
-from pipeline.files import read_json, sha256_file
+from pipeline.files import read_json
 
 PACKAGES = ("keras", "tensorflow", "jax", "numpy", "pandas", "scikit-learn", "kaggle")
 

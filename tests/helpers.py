@@ -1,6 +1,5 @@
 """Builders for small competition-layout files, and a runner for the pipeline's CLIs."""
 
-import io
 import os
 import shutil
 import subprocess

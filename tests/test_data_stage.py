@@ -2,7 +2,6 @@
 data already in place untouched; zips are extracted safely."""
 
 import json
-import zipfile
 
 import pytest
 
