@@ -80,48 +80,52 @@ def _locate(params: dict, key: str):
     raise PipelineError(f"unknown parameter '{key}' (see params.toml for the known ones)")
 
 
+def _check_value(name: str, value, spec) -> None:
+    kind, lo, hi, hi_inclusive = spec
+    is_bool = isinstance(value, bool)
+    ok_type = is_bool if kind is bool else (
+        isinstance(value, (int, float)) and not is_bool if kind is float else isinstance(value, kind) and not is_bool)
+    if not ok_type:
+        raise PipelineError(f"parameter {name}: expected {kind.__name__}, got {value!r}")
+    if name.endswith(".backend") and value not in BACKENDS:
+        raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
+    if lo is None:
+        return
+    too_low = value < lo if kind is int else value <= lo  # a float range is open at the bottom
+    too_high = value > hi if hi_inclusive else value >= hi
+    if too_low or too_high:
+        rng = f"{'>=' if kind is int else '>'} {lo} and {'<=' if hi_inclusive else '<'} {hi}"
+        raise PipelineError(f"parameter {name} = {value!r} is out of range: must be {rng}")
+
+
+def _check_table(prefix: str, table: dict, schema: dict) -> None:
+    for key, value in table.items():
+        if key not in schema:
+            raise PipelineError(f"unknown parameter '{prefix}.{key}' in params")
+        _check_value(f"{prefix}.{key}", value, schema[key])
+    for key in schema:
+        if key not in table:
+            raise PipelineError(f"parameter {prefix}.{key} is missing from params")
+
+
 def check(params: dict) -> dict:
     """Refuse unknown keys, wrong types and out-of-range values, naming the key."""
     from pipeline.modeling.models import MODELS
 
-    def check_table(prefix, table, schema, required=True):
-        for key, value in table.items():
-            name = f"{prefix}.{key}"
-            if key not in schema:
-                raise PipelineError(f"unknown parameter '{name}' in params")
-            kind, lo, hi, hi_inclusive = schema[key]
-            ok_type = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                ok_type = True
-            if not ok_type:
-                raise PipelineError(f"parameter {name}: expected {kind.__name__}, got {value!r}")
-            if key == "backend" and value not in BACKENDS:
-                raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
-            if lo is not None:
-                too_high = value > hi if hi_inclusive else value >= hi
-                low_bad = value < lo if kind is int else value <= lo
-                if low_bad or too_high:
-                    rng = f"{'>=' if kind is int else '>'} {lo} and {'<=' if hi_inclusive else '<'} {hi}"
-                    raise PipelineError(f"parameter {name} = {value!r} is out of range: must be {rng}")
-        if required:
-            for key in schema:
-                if key not in table:
-                    raise PipelineError(f"parameter {prefix}.{key} is missing from params")
-
     for section in params:
         if section not in ("data", "train", "ensemble"):
             raise PipelineError(f"unknown parameter section '{section}' in params")
-    check_table("data", params.get("data", {}), DATA_KEYS)
-    check_table("ensemble", params.get("ensemble", {}), ENSEMBLE_KEYS)
+    _check_table("data", params.get("data", {}), DATA_KEYS)
+    _check_table("ensemble", params.get("ensemble", {}), ENSEMBLE_KEYS)
     if params["ensemble"]["model"] not in MODELS:
         raise PipelineError(f"parameter ensemble.model = {params['ensemble']['model']!r}: unknown model (known: {', '.join(MODELS)})")
     train = params.get("train", {})
-    check_table("train", {k: v for k, v in train.items() if not isinstance(v, dict)}, TRAIN_COMMON_KEYS)
+    _check_table("train", {k: v for k, v in train.items() if not isinstance(v, dict)}, TRAIN_COMMON_KEYS)
     for model, table in train.items():
         if isinstance(table, dict):
             if model not in MODELS:
                 raise PipelineError(f"unknown model section 'train.{model}' in params (known: {', '.join(MODELS)})")
-            check_table(f"train.{model}", table, TRAIN_KEYS)
+            _check_table(f"train.{model}", table, TRAIN_KEYS)
     return params
 
 
