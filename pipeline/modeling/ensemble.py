@@ -63,6 +63,9 @@ def assemble(n_members: int) -> dict:
     p = read_json(ENSEMBLE_DIR / "params.json")
     member_metrics = [read_json(member_dir(i) / "metrics.json") for i in range(1, n_members + 1)]
     model = average_model([load_model(member_dir(i) / "model.keras") for i in range(1, n_members + 1)])
+    # Saved before compiling: an optimizer-free file (nothing to train) that loads without warnings.
+    with atomic_path(ENSEMBLE_DIR / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     metrics = {"model": "ensemble", "members": n_members, "member_model": p["member"]["model"],
                "backend": keras.backend.backend(),
@@ -82,8 +85,6 @@ def assemble(n_members: int) -> dict:
         proba = model.predict(x, batch_size=1024, verbose=0)
         metrics |= {"val_accuracy": float(acc), "val_loss": float(loss), "val_size": int(len(x))}
         save_npz(ENSEMBLE_DIR / "val_predictions.npz", index=first["index"], y_true=first["y_true"], proba=proba)
-    with atomic_path(ENSEMBLE_DIR / "model.keras", suffix=".keras") as tmp:
-        model.save(tmp)
     metrics["model_sha256"] = sha256_file(ENSEMBLE_DIR / "model.keras")
     write_json(ENSEMBLE_DIR / "metrics.json", metrics)
     keras.backend.clear_session()
