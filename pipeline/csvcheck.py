@@ -98,9 +98,11 @@ def _first_non_integer(path, header, first_line: int, n_rows: int, limits):
     text = pd.read_csv(path, header=0, names=header, skiprows=range(1, first_line - 1), nrows=n_rows, dtype=str,
                        keep_default_na=False, quoting=csv.QUOTE_NONE, encoding="utf-8-sig",
                        skip_blank_lines=False, engine="c")
-    cells = text.fillna("").to_numpy(dtype=str)
-    is_int = np.char.isdigit(np.char.lstrip(cells, "-")) & (np.char.count(cells, "-") <= 1) & ~np.char.startswith(cells, "--")
-    bad = ~is_int
+    text = text.fillna("")
+    bad = ~text.apply(lambda column: column.str.fullmatch(r"-?\d+")).to_numpy(dtype=bool)
+    cells = text.to_numpy(dtype=str)
+    if not bad.any():  # all integer text, too big for int64: a range error
+        return _first_out_of_range(cells.astype(np.float64), header, limits)
     i, j = np.unravel_index(np.argmax(bad), bad.shape)
     value, (lo, hi) = cells[i, j], limits[header[j]]
     if value == "":

@@ -130,7 +130,6 @@ def acquire(source: Source, raw_dir: Path, force: bool = False) -> dict:
     try:
         zip_path = fetch(source, staging, force)
         arrays = validate(staging)
-        # Report the user's own path in messages; inside, the staging copy was checked.
         np.savez(staging / "arrays.npz", **arrays)
         manifest = {
             "origin": source.origin,

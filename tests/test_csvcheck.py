@@ -142,3 +142,9 @@ def test_bad_submission_is_refused(tmp_path, case):
 def test_good_submission_returns_labels(tmp_path):
     path = write(tmp_path, "ImageId,Label\n1,3\n2,4\n3,9\n", "submission.csv")
     np.testing.assert_array_equal(csvcheck.read_submission(path, n_expected=3), [3, 4, 9])
+
+
+def test_an_integer_too_big_for_64_bits_is_out_of_range(tmp_path):
+    path = write(tmp_path, with_cell(1, 7, "99999999999999999999"))
+    with pytest.raises(csvcheck.CsvError, match="line 3, column 'pixel6': 1e\\+20 is outside 0-255"):
+        csvcheck.read_train(path)
