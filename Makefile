@@ -15,7 +15,8 @@ PY := $(VENV)/bin/python
 VENV_OK := $(VENV)/.installed
 
 # What to run: MODEL=conv_gru|lstm|mlp|cnn|ensemble, DATA=<competition zip or folder>,
-# FORCE=1 to fetch the data again, and parameter overrides (see params.toml).
+# FORCE=1 to fetch the data again, FULL_DATA=1 to train on every labelled row for the final
+# upload, and parameter overrides (see params.toml).
 MODEL ?= conv_gru
 DATA ?=
 FORCE ?=
@@ -25,12 +26,19 @@ LR ?=
 SEED ?=
 PARAMS ?=
 MEMBERS ?=
+FULL_DATA ?=
+# EPOCHS=, BATCH_SIZE= and LR= set the selected model's section; for an ensemble, its members'.
+TRAIN_SECTION := $(MODEL)
+ifeq ($(MODEL)$(if $(EPOCHS)$(BATCH_SIZE)$(LR),+),ensemble+)
+TRAIN_SECTION := $(shell $(PY) -m pipeline.params --get ensemble.model $(PARAMS) 2>/dev/null)
+endif
 OVERRIDES := $(PARAMS) \
-	$(if $(EPOCHS),train.$(MODEL).epochs=$(EPOCHS)) \
-	$(if $(BATCH_SIZE),train.$(MODEL).batch_size=$(BATCH_SIZE)) \
-	$(if $(LR),train.$(MODEL).learning_rate=$(LR)) \
+	$(if $(EPOCHS),train.$(TRAIN_SECTION).epochs=$(EPOCHS)) \
+	$(if $(BATCH_SIZE),train.$(TRAIN_SECTION).batch_size=$(BATCH_SIZE)) \
+	$(if $(LR),train.$(TRAIN_SECTION).learning_rate=$(LR)) \
 	$(if $(SEED),train.seed=$(SEED)) \
-	$(if $(MEMBERS),ensemble.members=$(MEMBERS))
+	$(if $(MEMBERS),ensemble.members=$(MEMBERS)) \
+	$(if $(FULL_DATA),train.full_data=true)
 
 # Bad parameters are refused before any stage runs (the stages need .venv, so only once it exists).
 ifneq ($(filter-out install help clean test tensorboard submissions,$(or $(MAKECMDGOALS),install)),)

@@ -18,7 +18,8 @@ from pipeline.files import write_json_if_changed
 
 # key -> (type, lowest, highest, highest is inclusive). Every model section uses TRAIN_KEYS.
 DATA_KEYS = {"val_fraction": (float, 0.0, 1.0, False), "split_seed": (int, 0, 2**32 - 1, True)}
-TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True), "distribute": (bool, None, None, True)}
+TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True), "distribute": (bool, None, None, True),
+                     "full_data": (bool, None, None, True)}
 TRAIN_KEYS = {
     "epochs": (int, 1, 10_000, True),
     "batch_size": (int, 1, 65_536, True),
@@ -27,7 +28,7 @@ TRAIN_KEYS = {
     "backend": (str, None, None, True),
 }
 BACKENDS = ("jax", "tensorflow", "torch")
-ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True), "full_data": (bool, None, None, True)}
+ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
 
 
 def load(path: Path = config.PARAMS_FILE) -> dict:
@@ -138,7 +139,8 @@ def for_model(params: dict, model: str) -> dict:
         raise PipelineError(f"unknown model '{model}' (known: {', '.join(MODELS)}, ensemble)")
     if model not in train:
         raise PipelineError(f"params has no [train.{model}] section")
-    return {"model": model, "data": params["data"], "seed": train["seed"], "distribute": train["distribute"], **train[model]}
+    common = {k: train[k] for k in TRAIN_COMMON_KEYS}
+    return {"model": model, "data": params["data"], **common, **train[model]}
 
 
 def resolve(overrides: list[str], path: Path = config.PARAMS_FILE) -> dict:

@@ -39,7 +39,12 @@ def upload_refusal(prov: dict, credentials: bool) -> str | None:
 
 
 def upload_message(prov: dict) -> str:
-    acc = f"val_acc {prov['val_accuracy']:.4%}" if prov.get("val_accuracy") is not None else "no validation split"
+    if prov.get("val_accuracy") is not None:
+        acc = f"val_acc {prov['val_accuracy']:.4%}"
+    elif prov.get("split_val_accuracy") is not None:
+        acc = f"all rows; these settings val_acc {prov['split_val_accuracy']:.4%}"
+    else:
+        acc = "all rows, no validation split"
     return f"{prov['model']} | {acc} | params {prov['params_hash']} | model {prov['model_sha256'][:8]}"
 
 

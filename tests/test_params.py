@@ -46,3 +46,18 @@ def test_bad_params_file_is_refused(tmp_path):
     path.write_text(params.config.PARAMS_FILE.read_text() + "\n[extra]\nx = 1\n")
     with pytest.raises(PipelineError, match="unknown parameter section 'extra'"):
         params.resolve([], path)
+
+
+@pytest.mark.parametrize("make_args, expected", [
+    (["MODEL=mlp", "EPOCHS=3", "LR=0.01"], "train.mlp.epochs=3 train.mlp.learning_rate=0.01"),
+    # An ensemble's EPOCHS/BATCH_SIZE/LR are its members' (ensemble.model, from params or PARAMS=).
+    (["MODEL=ensemble", "EPOCHS=3"], "train.cnn.epochs=3"),
+    (["MODEL=ensemble", "BATCH_SIZE=64", "PARAMS=ensemble.model=lstm"], "ensemble.model=lstm train.lstm.batch_size=64"),
+    (["MODEL=cnn", "FULL_DATA=1"], "train.full_data=true"),
+])
+def test_make_shorthands_set_the_selected_models_parameters(make_args, expected, tmp_path):
+    from tests.helpers import copy_project, run, venv_dir
+
+    proc = run(["make", "-n", f"VENV={venv_dir()}", "models/x/params.json", *make_args], cwd=copy_project(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert " ".join(proc.stdout.split("--out models/x/params.json", 1)[1].split()) == expected

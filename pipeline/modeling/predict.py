@@ -80,6 +80,7 @@ def main(argv=None):
         "model": args.model,
         "model_sha256": sha256_file(model_dir / "model.keras"),
         "val_accuracy": metrics.get("val_accuracy"),
+        "split_val_accuracy": metrics.get("split_val_accuracy"),  # a full-data model: its settings' split result
         "params": metrics["params"],
         "params_hash": metrics["params_hash"],
         "data": {"origin": source["origin"], "competition": source["competition"], "path": source["path"],
