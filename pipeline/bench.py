@@ -44,7 +44,7 @@ def run_one(model: str, overrides: dict, target: float) -> dict:
     data = load_npz(config.PROCESSED_DIR / "train.npz")
     tr, va = split(data["y"], p["data"]["val_fraction"], p["data"]["split_seed"])
     x, y, xv, yv = data["x"][tr], data["y"][tr], data["x"][va], data["y"][va]
-    model_obj = compile_model(build_model(model, augment=p["augment"], seed=p["seed"]), p, len(x))
+    model_obj = compile_model(build_model(model, augment=p["augment"], seed=p["seed"], **params_mod.architecture(p)), p, len(x))
 
     epochs = []
 

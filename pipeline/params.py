@@ -27,6 +27,8 @@ TRAIN_KEYS = {
     "augment": (bool, None, None, True),
     "backend": (str, None, None, True),
 }
+# Architecture options of one model (the factory's keyword arguments), on top of TRAIN_KEYS.
+MODEL_KEYS = {"cnn": {"width": (int, 1, 1024, True)}}
 BACKENDS = ("jax", "tensorflow", "torch")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
 
@@ -66,18 +68,27 @@ def apply_overrides(params: dict, overrides: list[str]) -> dict:
     return params
 
 
+def section_keys(model: str) -> dict:
+    return TRAIN_KEYS | MODEL_KEYS.get(model, {})
+
+
+def architecture(p: dict) -> dict:
+    """The factory options in one model's resolved params (build_model's **options)."""
+    return {k: p[k] for k in MODEL_KEYS.get(p["model"], {})}
+
+
 def _locate(params: dict, key: str):
     parts = key.split(".")
     if len(parts) == 2 and parts[0] in ("data", "ensemble") and parts[1] in (DATA_KEYS if parts[0] == "data" else ENSEMBLE_KEYS):
         return (DATA_KEYS if parts[0] == "data" else ENSEMBLE_KEYS), params.setdefault(parts[0], {}), parts[1]
     if len(parts) == 2 and parts[0] == "train" and parts[1] in TRAIN_COMMON_KEYS:
         return TRAIN_COMMON_KEYS, params.setdefault("train", {}), parts[1]
-    if len(parts) == 3 and parts[0] == "train" and parts[2] in TRAIN_KEYS:
+    if len(parts) == 3 and parts[0] == "train" and parts[2] in section_keys(parts[1]):
         from pipeline.modeling.models import MODELS
 
         if parts[1] not in MODELS:
             raise PipelineError(f"parameter {key}: unknown model '{parts[1]}' (known: {', '.join(MODELS)})")
-        return TRAIN_KEYS, params.setdefault("train", {}).setdefault(parts[1], {}), parts[2]
+        return section_keys(parts[1]), params.setdefault("train", {}).setdefault(parts[1], {}), parts[2]
     raise PipelineError(f"unknown parameter '{key}' (see params.toml for the known ones)")
 
 
@@ -126,7 +137,7 @@ def check(params: dict) -> dict:
         if isinstance(table, dict):
             if model not in MODELS:
                 raise PipelineError(f"unknown model section 'train.{model}' in params (known: {', '.join(MODELS)})")
-            _check_table(f"train.{model}", table, TRAIN_KEYS)
+            _check_table(f"train.{model}", table, section_keys(model))
     return params
 
 

@@ -61,3 +61,18 @@ def test_augmentation_changes_images_only_in_training():
     assert not np.allclose(warped, x)
     # a rotation/zoom/shift of at most 10% moves ink, it does not erase it
     assert np.all(np.abs(warped.sum(axis=(1, 2)) - x.sum(axis=(1, 2))) < 0.35 * x.sum(axis=(1, 2)))
+
+
+def test_cnn_width_is_a_parameter_of_the_cnn_alone():
+    from pipeline import params
+    from pipeline.errors import PipelineError
+    from pipeline.modeling.models import build_model
+
+    p = params.for_model(params.resolve(["train.cnn.width=32"]), "cnn")
+    assert params.architecture(p) == {"width": 32}
+    assert params.architecture(params.for_model(params.resolve([]), "conv_gru")) == {}
+    # 188 w^2 + 4141 w + 1802: bias-free convs, BatchNorm, a 128-unit dense layer on a 4x4x2w map
+    assert build_model("cnn").count_params() == 116_186
+    assert build_model("cnn", **params.architecture(p)).count_params() == 326_826
+    with pytest.raises(PipelineError, match="unknown parameter 'train.conv_gru.width'"):
+        params.resolve(["train.conv_gru.width=32"])

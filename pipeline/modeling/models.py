@@ -41,12 +41,13 @@ def mlp(x):
     return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
 
 
-def cnn(x):
+def cnn(x, width=16):
     """The VGG-like CNN behind the best public Digit Recognizer ensembles (conv blocks with
-    BatchNorm, a strided 5x5 conv in place of pooling, heavy dropout), at half their width."""
+    BatchNorm, a strided 5x5 conv in place of pooling, heavy dropout). Blocks of `width` and
+    2 x `width` filters: the public kernels use 32; 16 is the default (params.toml says why)."""
     layers = _keras().layers
     x = layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image")(x)
-    for block, filters in enumerate((16, 32), start=1):
+    for block, filters in enumerate((width, 2 * width), start=1):
         for i, (kernel, strides) in enumerate(((3, 1), (3, 1), (5, 2)), start=1):
             x = layers.Conv2D(filters, kernel, strides=strides, padding="same" if strides > 1 else "valid",
                               use_bias=False, name=f"conv{block}_{i}")(x)
@@ -64,11 +65,12 @@ def cnn(x):
 MODELS = {"conv_gru": conv_gru, "lstm": lstm, "mlp": mlp, "cnn": cnn}
 
 
-def build_model(name: str, augment: bool = False, seed: int | None = None):
-    """A model by name; with `augment`, a RandomAffine layer first (active in training only)."""
+def build_model(name: str, augment: bool = False, seed: int | None = None, **options):
+    """A model by name; with `augment`, a RandomAffine layer first (active in training only).
+    `options` go to the factory (cnn: width)."""
     keras = _keras()
     from pipeline.modeling.augment import RandomAffine
 
     inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE), name="rows")
     x = RandomAffine(seed=seed, name="augment")(inputs) if augment else inputs
-    return keras.Model(inputs, MODELS[name](x), name=name)
+    return keras.Model(inputs, MODELS[name](x, **options), name=name)

@@ -83,7 +83,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
     keras.utils.set_random_seed(p["seed"])
     context, replicas = distribute.scope(p.get("distribute", False))
     with context:
-        model = compile_model(build_model(p["model"], augment=p["augment"], seed=p["seed"]), p, len(x))
+        model = compile_model(build_model(p["model"], augment=p["augment"], seed=p["seed"], **params_mod.architecture(p)), p, len(x))
     if not (work_dir / "backup").exists():
         (work_dir / "history.csv").unlink(missing_ok=True)  # a fresh run, not a resumed one
     has_val = x_val is not None
