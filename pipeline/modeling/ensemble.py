@@ -117,8 +117,8 @@ def main(argv=None):
         backend.init(p["seed"], p["backend"])
         m = train_model(p, member_dir(args.index), config.PROCESSED_DIR / "train.npz",
                         log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}", verbose=0 if args.quiet else 2)
-        acc = f"{m['val_accuracy']:.2%}" if "val_accuracy" in m else full_data_note(m)
-        print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): validation accuracy {acc}")
+        acc = f"validation accuracy {m['val_accuracy']:.2%}" if "val_accuracy" in m else full_data_note(m)
+        print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): {acc}")
     else:
         if args.members < 1:
             raise PipelineError("an ensemble needs at least one member")
