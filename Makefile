@@ -12,6 +12,9 @@ VENV ?= .venv
 # JAX trains the seed model ~6x faster here than TensorFlow (README, "Speed"); EXTRAS=dev for TF alone.
 EXTRAS ?= jax,dev
 PY := $(VENV)/bin/python
+# Reading params.toml while Make parses needs only the standard library (pipeline/params.py
+# imports nothing else), so it works before .venv exists, as in a fresh clone.
+PARAMS_CLI := $(PYTHON) -m pipeline.params
 VENV_OK := $(VENV)/.installed
 
 # What to run: MODEL=conv_gru|lstm|mlp|cnn|ensemble, DATA=<competition zip or folder>,
@@ -30,7 +33,7 @@ FULL_DATA ?=
 # EPOCHS=, BATCH_SIZE= and LR= set the selected model's section; for an ensemble, its members'.
 TRAIN_SECTION := $(MODEL)
 ifeq ($(MODEL)$(if $(EPOCHS)$(BATCH_SIZE)$(LR),+),ensemble+)
-TRAIN_SECTION := $(shell $(PY) -m pipeline.params --get ensemble.model $(PARAMS) 2>/dev/null)
+TRAIN_SECTION := $(shell $(PARAMS_CLI) --get ensemble.model $(PARAMS) 2>/dev/null)
 endif
 OVERRIDES := $(PARAMS) \
 	$(if $(EPOCHS),train.$(TRAIN_SECTION).epochs=$(EPOCHS)) \
@@ -40,12 +43,10 @@ OVERRIDES := $(PARAMS) \
 	$(if $(MEMBERS),ensemble.members=$(MEMBERS)) \
 	$(if $(FULL_DATA),train.full_data=true)
 
-# Bad parameters are refused before any stage runs (the stages need .venv, so only once it exists).
+# Bad parameters are refused before any stage runs.
 ifneq ($(filter-out install help clean test tensorboard submissions,$(or $(MAKECMDGOALS),install)),)
-ifneq ($(wildcard $(VENV_OK)),)
-PARAMS_ERROR := $(shell $(PY) -m pipeline.params $(OVERRIDES) 2>&1 >/dev/null)
+PARAMS_ERROR := $(shell $(PARAMS_CLI) $(OVERRIDES) 2>&1 >/dev/null)
 $(if $(PARAMS_ERROR),$(error $(PARAMS_ERROR)))
-endif
 endif
 
 RAW := data/raw
@@ -104,7 +105,7 @@ models/%/metrics.json: models/%/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
 # Ensemble members are separate targets: `make -j2 train MODEL=ensemble` trains two at a time,
 # and a finished member is never retrained (adding members only trains the new ones).
 ifeq ($(MODEL),ensemble)
-N_MEMBERS := $(shell $(PY) -m pipeline.params --get ensemble.members $(OVERRIDES) 2>/dev/null || echo 1)
+N_MEMBERS := $(shell $(PARAMS_CLI) --get ensemble.members $(OVERRIDES))
 MEMBER_METRICS := $(foreach i,$(shell seq 1 $(N_MEMBERS)),models/ensemble/member-$(i)/metrics.json)
 
 models/ensemble/member-%/metrics.json: models/ensemble/params.json $(PROCESSED)/train.npz $(MODEL_CODE)

@@ -61,3 +61,17 @@ def test_make_shorthands_set_the_selected_models_parameters(make_args, expected,
     proc = run(["make", "-n", f"VENV={venv_dir()}", "models/x/params.json", *make_args], cwd=copy_project(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert " ".join(proc.stdout.split("--out models/x/params.json", 1)[1].split()) == expected
+
+
+def test_a_fresh_clone_plans_every_ensemble_member(tmp_path):
+    """Make reads params.toml while parsing, before .venv exists: a fresh clone's
+    `make submit MODEL=ensemble` must plan ensemble.members members, not fall back to one."""
+    from tests.helpers import copy_project, run
+
+    project = copy_project(tmp_path / "project")
+    proc = run(["make", "-n", f"VENV={tmp_path / 'no-venv-yet'}", "train", "MODEL=ensemble"], cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    expected = params.resolve([])["ensemble"]["members"]
+    assert [f"member --index {i}" in proc.stdout for i in range(1, expected + 2)] == [True] * expected + [False]
+    assert f"assemble --members {expected}" in proc.stdout
+    assert not (tmp_path / "no-venv-yet").exists()
