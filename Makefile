@@ -9,7 +9,7 @@ MAKEFLAGS += --no-builtin-rules
 
 PYTHON ?= python3
 VENV ?= .venv
-# JAX trains the seed model ~6x faster here than TensorFlow (README, "Speed"); EXTRAS=dev for TF alone.
+# JAX trains the seed model ~2x faster here than TensorFlow (README, "Speed"); EXTRAS=dev for TF alone.
 EXTRAS ?= jax,dev
 PY := $(VENV)/bin/python
 # Reading params.toml while Make parses needs only the standard library (pipeline/params.py
@@ -138,11 +138,13 @@ tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhos
 ##@ Speed
 BENCH_MODELS ?= conv_gru mlp lstm cnn
 BENCH_BACKENDS ?=
+comma := ,
+space := $() $()
 BENCH_EPOCHS ?=
 .PHONY: bench
 
 bench: $(PROCESSED)/train.npz | $(VENV_OK) ## Time training/prediction of BENCH_MODELS against a plain Keras baseline
-	$(PY) -m pipeline.bench $(BENCH_MODELS) $(if $(BENCH_BACKENDS),--backends $(BENCH_BACKENDS)) \
+	$(PY) -m pipeline.bench $(BENCH_MODELS) $(if $(BENCH_BACKENDS),--backends $(subst $(space),$(comma),$(strip $(BENCH_BACKENDS)))) \
 		$(if $(BENCH_EPOCHS),--epochs $(BENCH_EPOCHS))
 
 ##@ Quality

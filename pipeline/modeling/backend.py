@@ -1,8 +1,8 @@
 """Choosing the Keras backend before Keras is imported.
 
 Each model names the backend it trains fastest on (params.toml, measured in README "Speed"):
-on a 2-core CPU JAX runs the recurrent and dense models ~6x faster than TensorFlow, while
-TensorFlow's oneDNN convolutions run the CNN ~3x faster than XLA's. KERAS_BACKEND, when set,
+on a 2-core CPU JAX runs the seed model ~2x faster than TensorFlow, while TensorFlow's
+oneDNN convolutions run the CNN ~3x faster than XLA's. KERAS_BACKEND, when set,
 wins; a preferred backend that is not installed falls back to one that is.
 """
 
