@@ -15,6 +15,9 @@ PY := $(VENV)/bin/python
 # Reading params.toml while Make parses needs only the standard library (pipeline/params.py
 # imports nothing else), so it works before .venv exists, as in a fresh clone.
 PARAMS_CLI := $(PYTHON) -m pipeline.params
+ifneq ($(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null),True)
+$(error PYTHON=$(PYTHON) is missing or older than Python 3.11 (tomllib): pass PYTHON=python3.11 or newer)
+endif
 VENV_OK := $(VENV)/.installed
 
 # What to run: MODEL=conv_gru|lstm|mlp|cnn|ensemble, DATA=<competition zip or folder>,

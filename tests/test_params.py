@@ -77,3 +77,14 @@ def test_a_fresh_clone_plans_every_ensemble_member(tmp_path):
     assert [f"member --index {i}" in proc.stdout for i in range(1, expected + 2)] == [True] * expected + [False]
     assert f"assemble --members {expected}" in proc.stdout
     assert not (tmp_path / "no-venv-yet").exists()
+
+
+def test_make_refuses_a_python_older_than_3_11_in_one_line(tmp_path):
+    from tests.helpers import copy_project, run
+
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\necho False\n")  # what `sys.version_info >= (3, 11)` prints on 3.10
+    old.chmod(0o755)
+    proc = run(["make", f"PYTHON={old}", "help"], cwd=copy_project(tmp_path / "project"))
+    assert proc.returncode != 0
+    assert f"PYTHON={old} is missing or older than Python 3.11" in proc.stderr
