@@ -110,23 +110,22 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from pipeline.modeling import backend
-    from pipeline.modeling.train import full_data_note, train_model
+    from pipeline.modeling.train import accuracy_note, train_model
 
     if args.command == "member":
         p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)
         backend.init(p["seed"], p["backend"])
         m = train_model(p, member_dir(args.index), config.PROCESSED_DIR / "train.npz",
                         log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}", verbose=0 if args.quiet else 2)
-        acc = f"validation accuracy {m['val_accuracy']:.2%}" if "val_accuracy" in m else full_data_note(m)
-        print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): {acc}")
+        print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): {accuracy_note(m)}")
     else:
         if args.members < 1:
             raise PipelineError("an ensemble needs at least one member")
         backend.init(preferred=read_json(ENSEMBLE_DIR / "params.json")["member"]["backend"])
         m = assemble(args.members)
         accs = ", ".join(f"{a:.2%}" for a in m["member_val_accuracy"] if a is not None)
-        acc = f"validation accuracy {m['val_accuracy']:.2%} (members: {accs})" if "val_accuracy" in m else full_data_note(m)
-        print(f"ensemble of {args.members} {m['member_model']}: {acc}")
+        members = f" (members: {accs})" if "val_accuracy" in m else ""
+        print(f"ensemble of {args.members} {m['member_model']}: {accuracy_note(m)}{members}")
 
 
 if __name__ == "__main__":
