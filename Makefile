@@ -1,5 +1,7 @@
 # Kaggle Digit Recognizer: `make submit` runs every stage that is out of date, then uploads.
-# Targets are the files each stage writes; the phony targets are thin aliases for them.
+# Targets are the files each stage writes; the phony targets are thin aliases for them. Every
+# rule depends on the code it runs (derived from the imports: pipeline/codedeps.py), the params
+# it reads (a params.json rewritten only when they change) and the files it reads.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -8,35 +10,76 @@ SHELL := bash
 MAKEFLAGS += --no-builtin-rules
 
 PYTHON ?= python3
-VENV ?= .venv
-# JAX trains the seed model ~2x faster here than TensorFlow (README, "Speed"); EXTRAS=dev for TF alone.
-EXTRAS ?= jax,dev
-PY := $(VENV)/bin/python
-# Reading params.toml while Make parses needs only the standard library (pipeline/params.py
-# imports nothing else), so it works before .venv exists, as in a fresh clone.
-PARAMS_CLI := $(PYTHON) -m pipeline.params
 ifneq ($(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null),True)
 $(error PYTHON=$(PYTHON) is missing or older than Python 3.11 (tomllib): pass PYTHON=python3.11 or newer)
 endif
-VENV_OK := $(VENV)/.installed
 
-# What to run: MODEL=conv_gru|lstm|mlp|cnn|ensemble, DATA=<competition zip or folder>,
-# FORCE=1 to fetch the data again, FULL_DATA=1 to train on every labelled row for the final
-# upload, and parameter overrides (see params.toml).
+# What to run: MODEL=conv_gru|lstm|mlp|cnn|ensemble|blend, CV=1 for the cross-validated run,
+# DATA=<competition zip or folder, or kaggle>, FORCE=1 to fetch the data again, FULL_DATA=1 to
+# train on every labelled row, OUT=<folder> for all outputs, and parameter overrides (params.toml).
 MODEL ?= conv_gru
+CV ?=
 DATA ?=
 FORCE ?=
+OUT ?=
 EPOCHS ?=
 BATCH_SIZE ?=
 LR ?=
 SEED ?=
 PARAMS ?=
 MEMBERS ?=
+FOLDS ?=
 FULL_DATA ?=
+KERNEL ?=
+ifeq ($(MODEL),blend)
+CV := 1
+endif
+
+# All paths come from pipeline/config.py (standard library only, so this works before .venv exists).
+ifneq ($(OUT),)
+export PIPELINE_OUT := $(abspath $(OUT))
+endif
+# Make 4.3's $(shell) does not see exported variables: pass OUT= to the parse-time calls by hand.
+SHELL_ENV := $(if $(OUT),PIPELINE_OUT='$(PIPELINE_OUT)')
+CONFIG_VARS := $(shell $(SHELL_ENV) $(PYTHON) -m pipeline.config $(MODEL) $(CV))
+$(if $(filter SUBMISSION=%,$(CONFIG_VARS)),,$(error pipeline.config failed: run `$(PYTHON) -m pipeline.config` to see why))
+$(foreach v,$(CONFIG_VARS),$(eval $(v)))
+
+# Inside a Kaggle notebook (KAGGLE_KERNEL_RUN_TYPE is set) the notebook's own interpreter and
+# packages are used: no venv, no pip (offline, and pip would swap its GPU builds for CPU wheels).
+ifeq ($(KAGGLE_KERNEL_RUN_TYPE),)
+VENV ?= .venv
+# JAX trains the seed model ~2x faster here than TensorFlow (README, "Speed"); EXTRAS=dev for TF alone.
+EXTRAS ?= jax,dev
+PY := $(VENV)/bin/python
+VENV_OK := $(VENV)/.installed
+$(VENV_OK): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+else
+PY := $(PYTHON)
+VENV_OK := $(STATE)/packages-checked
+$(VENV_OK): pyproject.toml
+	$(PY) -m pipeline.deps
+	mkdir -p $(@D) && touch $@
+endif
+
+# CODE.<module>: the pipeline's .py files that module runs (regenerated when any of them changes).
+include $(STATE)/code.mk
+$(STATE)/code.mk: $(wildcard pipeline/*.py pipeline/*/*.py)
+	@mkdir -p $(@D) && $(PYTHON) -m pipeline.codedeps > $@
+
+# Reading params.toml needs only the standard library (pipeline/params.py imports nothing else).
+PARAMS_CLI := $(PYTHON) -m pipeline.params
 # EPOCHS=, BATCH_SIZE= and LR= set the selected model's section; for an ensemble, its members'.
 TRAIN_SECTION := $(MODEL)
 ifeq ($(MODEL)$(if $(EPOCHS)$(BATCH_SIZE)$(LR),+),ensemble+)
 TRAIN_SECTION := $(shell $(PARAMS_CLI) --get ensemble.model $(PARAMS) 2>/dev/null)
+endif
+ifeq ($(MODEL)$(if $(EPOCHS)$(BATCH_SIZE)$(LR)$(FULL_DATA),+),blend+)
+$(error MODEL=blend takes PARAMS= (blend.models, and each model's train.<model>.* keys), not EPOCHS=, BATCH_SIZE=, LR= or FULL_DATA=)
 endif
 OVERRIDES := $(PARAMS) \
 	$(if $(EPOCHS),train.$(TRAIN_SECTION).epochs=$(EPOCHS)) \
@@ -44,6 +87,7 @@ OVERRIDES := $(PARAMS) \
 	$(if $(LR),train.$(TRAIN_SECTION).learning_rate=$(LR)) \
 	$(if $(SEED),train.seed=$(SEED)) \
 	$(if $(MEMBERS),ensemble.members=$(MEMBERS)) \
+	$(if $(FOLDS),cv.folds=$(FOLDS)) \
 	$(if $(FULL_DATA),train.full_data=true)
 
 # Bad parameters are refused before any stage runs.
@@ -52,103 +96,87 @@ PARAMS_ERROR := $(shell $(PARAMS_CLI) $(OVERRIDES) 2>&1 >/dev/null)
 $(if $(PARAMS_ERROR),$(error $(PARAMS_ERROR)))
 endif
 
-RAW := data/raw
-PROCESSED := data/processed
-MODEL_DIR := models/$(MODEL)
-SUBMISSION := submissions/$(if $(filter conv_gru,$(MODEL)),submission,submission-$(MODEL)).csv
-MODEL_CODE := $(addprefix pipeline/modeling/,train.py models.py augment.py backend.py)
-
-# The data stage reruns when a DATA= different from the last one is given (recorded in
-# .make/data-request), or with FORCE=1; without DATA= the data already in place is kept.
-$(shell mkdir -p .make; [ -z '$(DATA)' ] && touch -a .make/data-request || { [ "$$(cat .make/data-request 2>/dev/null)" = '$(DATA)' ] || printf '%s' '$(DATA)' > .make/data-request; })
+MODEL_DIR := $(MODELS)/$(MODEL)
 
 ##@ Main
 .PHONY: install data features train submission submit submissions
 
 install: $(VENV_OK) ## Create .venv from pyproject.toml (redone only when it changes)
 
-data: $(RAW)/source.json ## Place and validate train/test CSVs in data/raw (DATA=zip|folder, FORCE=1)
+data: $(RAW)/source.json ## Place and validate train/test CSVs in data/raw (DATA=zip|folder|kaggle, FORCE=1)
 
 features: $(PROCESSED)/train.npz ## Cache the images as float32 28x28 row sequences
 
-train: $(MODEL_DIR)/metrics.json ## Train MODEL (default conv_gru); EPOCHS=, BATCH_SIZE=, LR=, SEED=, PARAMS=
+train: $(MODEL_DIR)/metrics.json ## Train MODEL (default conv_gru) on one split; EPOCHS=, BATCH_SIZE=, LR=, SEED=, PARAMS=
 
-submission: $(SUBMISSION) ## Predict test.csv and write the checked submission CSV
-
-submit: $(SUBMISSION) ## Everything out of date, then upload to Kaggle (or say why not)
-	$(PY) -m pipeline.submit --model $(MODEL)
+submission: $(SUBMISSION) ## Predict test.csv and write the checked submission CSV (CV=1: the k-fold models' mean)
 
 submissions: | $(VENV_OK) ## List your past Kaggle submissions with their scores
-	$(PY) -m pipeline.history
+	$(PY) -m pipeline.submissions
 
-$(VENV_OK): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
-	touch $@
-
-DATA_USED := $(or $(DATA),$(file < .make/data-request))
-$(RAW)/source.json: .make/data-request $(wildcard $(DATA_USED)) pipeline/dataset.py pipeline/csvcheck.py | $(VENV_OK)
-	$(PY) -m pipeline.dataset $(if $(DATA_USED),--data '$(DATA_USED)') $(if $(FORCE),--force)
-
-ifneq ($(FORCE),)
-$(RAW)/source.json: FORCE
+ifeq ($(KERNEL),)
+submit: $(SUBMISSION) ## Everything out of date, then upload to Kaggle (or say why not); KERNEL=1: the notebook's
+	$(PY) -m pipeline.submit --model $(MODEL) $(if $(CV),--cv)
 endif
 
-$(PROCESSED)/train.npz $(PROCESSED)/test.npz &: $(RAW)/source.json pipeline/features.py
+# The data stage runs when its code or the DATA= file changes, with FORCE=1, or when
+# pipeline/datasource.py calls the data in place stale (none yet, another DATA=, or the demo
+# sample while the competition's files can now be had). Nothing is recorded before it succeeds.
+DATA_STALE := $(shell $(SHELL_ENV) $(PYTHON) -m pipeline.datasource $(if $(DATA),--data '$(DATA)'))
+$(RAW)/source.json: $(CODE.pipeline.dataset) $(filter-out kaggle,$(wildcard $(DATA))) $(if $(FORCE)$(DATA_STALE),FORCE) | $(VENV_OK)
+	$(PY) -m pipeline.dataset $(if $(DATA),--data '$(DATA)') $(if $(FORCE),--force)
+
+$(PROCESSED)/train.npz $(PROCESSED)/test.npz &: $(RAW)/source.json $(CODE.pipeline.features)
 	$(PY) -m pipeline.features
 
 # Rewritten only when the parameters a model reads change, so only then does it retrain.
-models/%/params.json: FORCE | $(VENV_OK)
+$(MODELS)/%/params.json: FORCE | $(VENV_OK)
 	@$(PY) -m pipeline.params --model $* --out $@ $(OVERRIDES)
 
-models/%/metrics.json: models/%/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
+$(MODELS)/%/predict.json: FORCE | $(VENV_OK)
+	@$(PY) -m pipeline.params --predict --out $@ $(OVERRIDES)
+
+$(MODELS)/%/metrics.json: $(MODELS)/%/params.json $(PROCESSED)/train.npz $(CODE.pipeline.modeling.train)
 	$(PY) -m pipeline.modeling.train --model $*
 
 # Ensemble members are separate targets: `make -j2 train MODEL=ensemble` trains two at a time,
 # and a finished member is never retrained (adding members only trains the new ones).
 ifeq ($(MODEL),ensemble)
 N_MEMBERS := $(shell $(PARAMS_CLI) --get ensemble.members $(OVERRIDES))
-MEMBER_METRICS := $(foreach i,$(shell seq 1 $(N_MEMBERS)),models/ensemble/member-$(i)/metrics.json)
+MEMBER_METRICS := $(foreach i,$(shell seq 1 $(N_MEMBERS)),$(MODELS)/ensemble/member-$(i)/metrics.json)
 
-models/ensemble/member-%/metrics.json: models/ensemble/params.json $(PROCESSED)/train.npz $(MODEL_CODE)
+$(MODELS)/ensemble/member-%/metrics.json: $(MODELS)/ensemble/params.json $(PROCESSED)/train.npz $(CODE.pipeline.modeling.ensemble)
 	$(PY) -m pipeline.modeling.ensemble member --index $*
 
-models/ensemble/metrics.json: models/ensemble/params.json $(MEMBER_METRICS) pipeline/modeling/ensemble.py
+$(MODELS)/ensemble/metrics.json: $(MODELS)/ensemble/params.json $(MEMBER_METRICS) $(CODE.pipeline.modeling.ensemble)
 	$(PY) -m pipeline.modeling.ensemble assemble --members $(N_MEMBERS)
 endif
 
-.PRECIOUS: models/%/params.json models/%/metrics.json
+.PRECIOUS: $(MODELS)/%/params.json $(MODELS)/%/predict.json $(MODELS)/%/metrics.json
 
-$(SUBMISSION): $(MODEL_DIR)/metrics.json $(PROCESSED)/test.npz pipeline/csvcheck.py
+ifeq ($(CV),)
+$(SUBMISSION): $(MODEL_DIR)/metrics.json $(MODEL_DIR)/predict.json $(PROCESSED)/test.npz $(CODE.pipeline.modeling.predict)
 	$(PY) -m pipeline.modeling.predict --model $(MODEL)
+else
+$(SUBMISSION): $(MODEL_DIR)/cv/metrics.json $(CODE.pipeline.modeling.predict)
+	$(PY) -m pipeline.modeling.predict --model $(MODEL) --cv
+endif
 
-##@ Compare and report
-STUDY_MODELS := mlp lstm conv_gru
-.PHONY: compare report tensorboard
+##@ Report
+.PHONY: report tensorboard
 
-compare: $(foreach m,$(STUDY_MODELS),models/$(m)/metrics.json) ## Train the study's three models on one split; table in reports/compare.md
-	$(PY) -m pipeline.compare $(STUDY_MODELS)
+ifeq ($(CV),)
+report: $(REPORTS)/$(MODEL)/index.html ## Curves, confusion matrix, worst errors and per-class scores for MODEL (CV=1: out-of-fold)
 
-report: reports/$(MODEL)/index.html ## Curves, confusion matrix, worst errors and per-class scores for MODEL
-
-reports/%/index.html: models/%/metrics.json pipeline/report.py
+$(REPORTS)/%/index.html: $(MODELS)/%/metrics.json $(CODE.pipeline.report)
 	$(PY) -m pipeline.report --model $*
+endif
 
 tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhost:6006)
-	$(PY) -m tensorboard.main --logdir logs
+	$(PY) -m tensorboard.main --logdir $(LOGS)
 
-##@ Speed
-BENCH_MODELS ?= conv_gru mlp lstm cnn
-BENCH_BACKENDS ?=
-comma := ,
-space := $() $()
-BENCH_EPOCHS ?=
-.PHONY: bench
-
-bench: $(PROCESSED)/train.npz | $(VENV_OK) ## Time training/prediction of BENCH_MODELS against a plain Keras baseline
-	$(PY) -m pipeline.bench $(BENCH_MODELS) $(if $(BENCH_BACKENDS),--backends $(subst $(space),$(comma),$(strip $(BENCH_BACKENDS)))) \
-		$(if $(BENCH_EPOCHS),--epochs $(BENCH_EPOCHS))
+# Cross-validation, blends and comparisons (mk/cv.mk), speed (mk/bench.mk), Kaggle notebooks (mk/kernel.mk).
+include $(sort $(wildcard mk/*.mk))
 
 ##@ Quality
 .PHONY: test
@@ -162,7 +190,8 @@ test: $(VENV_OK) ## Run the test suite (PYTEST_ARGS= to pass options)
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-clean: ## Remove generated data, models, reports and submissions (keeps .venv)
-	rm -rf .make $(RAW) $(PROCESSED) data/download models reports/*/ reports/compare.* logs bench submissions/*.csv submissions/*.json
+clean: ## Remove generated data, models, reports, submissions and benchmarks (keeps .venv)
+	rm -rf $(STATE) $(RAW) $(PROCESSED) $(DOWNLOAD) $(MODELS) $(REPORTS) $(LOGS) $(BENCH) $(KERNEL_DIR) \
+		$(SUBMISSIONS)/*.csv $(SUBMISSIONS)/*.json
 
 FORCE:

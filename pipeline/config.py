@@ -1,24 +1,44 @@
-"""Every path the pipeline reads or writes, derived from the package's own location."""
+"""Every path the pipeline reads or writes, derived in one place.
 
+Code and parameters live beside this package (ROOT). Outputs live under one output root, OUT:
+the checkout itself by default, `PIPELINE_OUT` when set (Make's `OUT=`), and `<kaggle root>/working`
+inside a Kaggle notebook, whose input folder is read-only. The Kaggle root is `/kaggle`, or
+`KAGGLE_ROOT` when set (tests and dry runs point it at a temporary folder).
+
+Standard library only: Make runs `python -m pipeline.config` while it parses, before .venv exists,
+to take its paths from here.
+"""
+
+import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
 PARAMS_FILE = ROOT / "params.toml"
+PYPROJECT = ROOT / "pyproject.toml"
+SAMPLE_ZIP = ROOT / "data" / "sample" / "digit-recognizer-sample.zip"
 
-DATA_DIR = ROOT / "data"
+COMPETITION = "digit-recognizer"
+KAGGLE_ROOT = Path(os.environ.get("KAGGLE_ROOT") or "/kaggle")
+# Kaggle sets KAGGLE_KERNEL_RUN_TYPE (Interactive or Batch) in every notebook session.
+IN_NOTEBOOK = bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
+KAGGLE_NOTEBOOK_INPUT = KAGGLE_ROOT / "input" / COMPETITION
+NOTEBOOK_WORKING = KAGGLE_ROOT / "working"
+# What a notebook's Submit button takes.
+NOTEBOOK_SUBMISSION = NOTEBOOK_WORKING / "submission.csv"
+
+OUT = Path(os.environ.get("PIPELINE_OUT") or (NOTEBOOK_WORKING if IN_NOTEBOOK else ROOT)).resolve()
+
+DATA_DIR = OUT / "data"
 RAW_DIR = DATA_DIR / "raw"              # the competition's three CSVs + source.json + arrays.npz
 PROCESSED_DIR = DATA_DIR / "processed"  # float32 (N, 28, 28) row sequences
 DOWNLOAD_DIR = DATA_DIR / "download"    # the Kaggle API's zip, kept so a rerun downloads nothing
-SAMPLE_ZIP = DATA_DIR / "sample" / "digit-recognizer-sample.zip"
-
-MODELS_DIR = ROOT / "models"
-SUBMISSIONS_DIR = ROOT / "submissions"
-REPORTS_DIR = ROOT / "reports"
-LOGS_DIR = ROOT / "logs"
-
-COMPETITION = "digit-recognizer"
-KAGGLE_NOTEBOOK_INPUT = Path("/kaggle/input") / COMPETITION
+MODELS_DIR = OUT / "models"
+SUBMISSIONS_DIR = OUT / "submissions"
+REPORTS_DIR = OUT / "reports"
+LOGS_DIR = OUT / "logs"
+BENCH_DIR = OUT / "bench"
+KERNEL_DIR = OUT / "kernel"             # what `make kernel` pushed and fetched back
 
 # The competition's files, in the order a competitor meets them.
 RAW_FILES = ("train.csv", "test.csv", "sample_submission.csv")
@@ -31,7 +51,40 @@ def model_dir(model: str) -> Path:
     return MODELS_DIR / model
 
 
-def submission_path(model: str) -> Path:
-    """The default model writes the file competitors expect; the others sit beside it."""
+def cv_dir(model: str) -> Path:
+    """A model's k-fold cross-validation run (its fold models, OOF predictions, test mean)."""
+    return MODELS_DIR / model / "cv"
+
+
+def submission_path(model: str, cv: bool = False) -> Path:
+    """The default model writes the file competitors expect; the others sit beside it.
+    A blend exists only cross-validated: submission-blend.csv."""
+    if model == "blend":
+        return SUBMISSIONS_DIR / "submission-blend.csv"
+    if cv:
+        return SUBMISSIONS_DIR / f"submission-{model}-cv.csv"
     name = "submission.csv" if model == "conv_gru" else f"submission-{model}.csv"
     return SUBMISSIONS_DIR / name
+
+
+def _for_make(path: Path) -> str:
+    """Relative to the checkout when inside it (short targets in Make's output), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+MAKE_VARS = {"OUT_DIR": OUT, "RAW": RAW_DIR, "PROCESSED": PROCESSED_DIR, "DOWNLOAD": DOWNLOAD_DIR,
+             "MODELS": MODELS_DIR, "SUBMISSIONS": SUBMISSIONS_DIR, "REPORTS": REPORTS_DIR, "LOGS": LOGS_DIR,
+             "BENCH": BENCH_DIR, "KERNEL_DIR": KERNEL_DIR, "STATE": OUT / ".make"}
+
+if __name__ == "__main__":
+    # `NAME=value` words for the Makefile (paths with spaces are not supported by Make anyway).
+    # Arguments MODEL [CV] add SUBMISSION, the file `make submission` writes for them.
+    if len(sys.argv) > 1:
+        MAKE_VARS["SUBMISSION"] = submission_path(sys.argv[1], cv=bool(sys.argv[2:] and sys.argv[2]))
+    for name, path in MAKE_VARS.items():
+        if " " in str(path):
+            sys.exit(f"error: {name} path {path} contains a space, which Make cannot handle")
+    print(" ".join(f"{name}={_for_make(path)}" for name, path in MAKE_VARS.items()))

@@ -1,10 +1,7 @@
 """Stage 1, data: place the competition's three CSVs in data/raw/, validated.
 
-Sources, first that exists wins:
-  1. DATA=<zip or folder in the competition layout> (a local download, ../shared/...)
-  2. /kaggle/input/digit-recognizer (inside a Kaggle notebook)
-  3. the Kaggle API, when credentials are configured
-  4. the small sample committed in data/sample/ (a demo, not the competition data)
+The source is chosen by pipeline/datasource.py (DATA=, the source in place, a notebook's
+input, the Kaggle API, the committed demo sample).
 
 Everything is extracted and validated in a staging folder that replaces data/raw/ only when
 all three files passed, so a bad download never overwrites good data. The validated arrays
@@ -16,39 +13,14 @@ import shutil
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from pipeline import config, csvcheck
+from pipeline.datasource import Source, choose_source, kaggle_ready, recorded_manifest
 from pipeline.errors import PipelineError, cli
 from pipeline.files import replace_dir, sha256_file, write_json
-
-
-@dataclass(frozen=True)
-class Source:
-    origin: str  # "local", "kaggle-notebook", "kaggle-api" or "sample"
-    path: Path | None  # a zip or a folder; None for the API until downloaded
-
-    @property
-    def from_kaggle(self) -> bool:
-        """Only files that came from Kaggle are the competition's own test set."""
-        return self.origin in ("kaggle-api", "kaggle-notebook")
-
-
-def choose_source(data: str | None, notebook_input: Path, kaggle_ready) -> Source:
-    """The first source that exists; `kaggle_ready()` is asked only when it comes to that."""
-    if data:
-        path = Path(data).expanduser()
-        if not path.exists():
-            raise PipelineError(f"DATA={data}: no such file or folder")
-        return Source("local", path)
-    if notebook_input.is_dir():
-        return Source("kaggle-notebook", notebook_input)
-    if kaggle_ready():
-        return Source("kaggle-api", None)
-    return Source("sample", config.SAMPLE_ZIP)
 
 
 def safe_member(zip_path: Path, name: str) -> PurePosixPath:
@@ -134,7 +106,8 @@ def acquire(source: Source, raw_dir: Path, force: bool = False) -> dict:
         manifest = {
             "origin": source.origin,
             "path": str(zip_path or source.path),
-            "competition": source.from_kaggle,
+            "request": source.request,  # what DATA= asked for (see datasource.stale)
+            "from_kaggle": source.from_kaggle,  # the competition's own test set: its predictions may be uploaded
             "rows": {"train": len(arrays["train_labels"]), "test": len(arrays["test_pixels"])},
             "sha256": {name: sha256_file(staging / name) for name in config.RAW_FILES},
         }
@@ -158,21 +131,16 @@ def describe(manifest: dict) -> str:
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None, help="a zip or folder in the competition layout")
+    ap.add_argument("--data", default=None, help="a zip or folder in the competition layout, or 'kaggle' for the API")
     ap.add_argument("--force", action="store_true", help="download again even if a valid copy is present")
     args = ap.parse_args(argv)
-
-    def kaggle_ready():
-        from pipeline import kaggle_client
-
-        return kaggle_client.credentials_available()
-
-    source = choose_source(args.data, config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready)
+    source = choose_source(args.data, config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready, recorded_manifest())
     manifest = acquire(source, config.RAW_DIR, force=args.force)
     print(describe(manifest))
     if source.origin == "sample":
-        print("notice: no DATA=, no /kaggle/input and no Kaggle credentials, so this is the small DEMO sample "
-              "committed in the repo, not the competition data. Set DATA=<competition zip> or configure the Kaggle API.")
+        print("notice: no DATA=, no Kaggle notebook input and no Kaggle credentials, so this is the small DEMO sample "
+              "committed in the repo, not the competition data; configure Kaggle credentials (the next make switches "
+              "to the competition's files by itself) or pass DATA=<competition zip>.")
 
 
 if __name__ == "__main__":

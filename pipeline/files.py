@@ -94,3 +94,23 @@ def replace_dir(staging: Path, target: Path) -> None:
             os.replace(old, target)
         raise PipelineError(f"cannot replace {target}: {exc.strerror}") from None
     shutil.rmtree(old, ignore_errors=True)
+
+
+def save_npz(path, **arrays) -> None:
+    import numpy as np  # here, not at the top: Make imports this module before .venv exists
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_npz(path) -> dict:
+    import numpy as np
+
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise PipelineError(f"{path} is missing: run the stage that makes it first (`make data`, `make train`, ...)") from None
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path} is unreadable ({exc}): delete it and rerun make") from None

@@ -34,6 +34,7 @@ import functools
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -514,3 +515,168 @@ def submissions() -> list[dict]:
         })
     rows.sort(key=lambda r: (r["date"] or "", r["ref"]), reverse=True)
     return rows
+
+
+# --------------------------------------------------------------------------- notebooks (kernels)
+# What kaggle 2.2.5 calls a kernel is a notebook; `make kernel` (pipeline/kernel.py) pushes one,
+# polls its session and fetches its output through these calls. All checked against the installed
+# client: KaggleApi.kernels_push (reads <folder>/kernel-metadata.json and the code file, then POSTs
+# kernels.KernelsApiService/SaveKernel), kernels_status (GetKernelSessionStatus), kernels_output
+# (ListKernelSessionOutput, then a plain GET of each file's signed URL, and the session log written
+# to <slug>.log).
+
+# Kaggle's words for "no GPU time left": the weekly quota ("exceeded the number of hours allowed to
+# use GPU", "Accelerator Quota Exceeded") and the cap on concurrent GPU sessions ("Maximum batch GPU
+# session count of N reached").
+_GPU_QUOTA = re.compile(r"quota|gpu session count|hours allowed to use (the )?(gpu|accelerator)", re.IGNORECASE)
+SETTINGS_URL = "https://www.kaggle.com/settings"
+
+
+def is_gpu_quota_message(text: str | None) -> bool:
+    return bool(text) and bool(_GPU_QUOTA.search(text))
+
+
+def gpu_quota_message(server_text: str) -> str:
+    return (f"Kaggle will not give the notebook a GPU: your GPU quota is used up ({server_text.strip()}); "
+            f"it resets weekly ({SETTINGS_URL} shows when), or run without one: make kernel KERNEL_GPU=0")
+
+
+def scrub(text: str) -> str:
+    """One line, free of every key and token this process could send (for text from elsewhere)."""
+    return _scrub(text, _secrets())
+
+
+def _http_text(exc) -> str:
+    """The server's message for an HTTPError raised by the client ("" when none)."""
+    try:
+        message = exc.response.json().get("message")
+    except Exception:
+        message = None
+    if not isinstance(message, str) or not message:
+        message = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else ""
+    return message
+
+
+def _kernel_http_error(exc, kernel: str, what: str):
+    """A one-line PipelineError for an HTTP refusal that means something particular for a notebook,
+    or None to let _explain word it (401, 429, 5xx and network trouble read the same everywhere)."""
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    text = _http_text(exc)
+    if is_gpu_quota_message(text):
+        return PipelineError(gpu_quota_message(text))
+    if code == 404:
+        return PipelineError(f"Kaggle knows no such notebook (HTTP 404) while {what}: "
+                             "push it with `make kernel`, with the credentials you use now")
+    if code == 403:
+        return PipelineError(f"Kaggle refused access (HTTP 403) while {what}" + (f": {text}" if text else "")
+                             + ": the notebook must belong to the account whose credentials you use")
+    if code is not None and 400 <= code < 500 and code not in (401, 429):
+        return PipelineError(f"Kaggle refused {what} (HTTP {code})" + (f": {text}" if text else ""))
+    return None
+
+
+def _kernel_call(operation, kernel: str, what: str, metadata_errors: bool = False):
+    """operation() with the client's kernel-specific refusals turned into one-line PipelineErrors
+    (metadata_errors: also the ValueError kernels_push raises for a metadata file it refuses)."""
+    import requests
+
+    try:
+        return operation()
+    except requests.HTTPError as exc:
+        mapped = _kernel_http_error(exc, kernel, what)
+        if mapped is None:
+            raise
+        raise mapped from None
+    except ValueError as exc:
+        # kernels_status / kernels_output turn a 401/403 into this ValueError (a long text
+        # about benchmark slugs).
+        if str(exc).startswith("Cannot access kernel"):
+            raise PipelineError(f"Kaggle denied access to the notebook {kernel} while {what}: it must belong to "
+                                "the account whose credentials you use (or they changed since `make kernel`)") from None
+        if metadata_errors and not isinstance(exc, UnicodeError):
+            raise PipelineError(f"the kaggle client refused the notebook's metadata while {what}: "
+                                f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+        raise
+
+
+def username() -> str:
+    """The Kaggle user name the configured credentials belong to (asks Kaggle only for a token)."""
+
+    def work():
+        api = _api()
+        name = api.get_config_value(api.CONFIG_NAME_USER)
+        if not name:
+            raise PipelineError("Kaggle did not say which user your credentials belong to: "
+                                "set KAGGLE_USERNAME, or use a legacy kaggle.json with a username")
+        return str(name)
+
+    return _run(work, "reading your Kaggle user name", deadline=OPERATION_DEADLINE_FACTOR * _timeout())
+
+
+def push_kernel(folder: Path) -> dict:
+    """Push folder (kernel-metadata.json + its code file) as a new version of the notebook it names.
+
+    Returns {"ref", "url", "version"}. One-line PipelineError when Kaggle refuses the push (the
+    answer's `error`), leaves out a source the metadata asks for (invalid_*_sources: the notebook
+    would run without its data), or says the GPU quota is used up.
+    """
+    folder = Path(folder)
+    try:
+        kernel = json.loads((folder / "kernel-metadata.json").read_text(encoding="utf-8")).get("id", "?")
+    except (OSError, ValueError):
+        kernel = "?"
+    what = f"pushing the notebook {kernel}"
+
+    def work():
+        api = _api()
+        response = _kernel_call(lambda: api.kernels_push(str(folder)), kernel, what, metadata_errors=True)
+        if response is None:
+            raise PipelineError(f"Kaggle gave no answer while {what}")
+        if response.error:
+            if is_gpu_quota_message(response.error):
+                raise PipelineError(gpu_quota_message(response.error))
+            raise PipelineError(f"Kaggle refused the notebook {kernel}: {response.error}")
+        invalid = [(kind, list(getattr(response, f"invalid_{kind}_sources") or []))
+                   for kind in ("competition", "dataset", "kernel", "model")]
+        invalid = [(kind, names) for kind, names in invalid if names]
+        if invalid:
+            listed = "; ".join(f"{kind} {', '.join(map(str, names))}" for kind, names in invalid)
+            hint = (f"accept the competition's rules at {RULES_URL} with this account, then rerun `make kernel`"
+                    if invalid[0][0] == "competition" else "check the sources in kernel-metadata.json")
+            raise PipelineError(f"Kaggle saved the notebook {kernel} without sources it cannot attach ({listed}), "
+                                f"so it would run without its data: {hint}")
+        return {"ref": response.ref or "", "url": response.url or "", "version": response.version_number}
+
+    return _run(work, what, deadline=OPERATION_DEADLINE_FACTOR * _timeout())
+
+
+def kernel_status(kernel: str) -> dict:
+    """{"status": "QUEUED" | "RUNNING" | "COMPLETE" | "ERROR" | "CANCEL_REQUESTED" | ..., "failure_message"}
+    of the notebook's session (`owner/slug`, or `owner/slug/version` for that version's)."""
+    what = f"asking for the status of the notebook {kernel}"
+
+    def work():
+        api = _api()
+        response = _kernel_call(lambda: api.kernels_status(kernel), kernel, what)
+        status = getattr(response.status, "name", response.status)
+        return {"status": str(status).upper() if status is not None else "UNKNOWN",
+                "failure_message": response.failure_message or None}
+
+    return _run(work, what, deadline=OPERATION_DEADLINE_FACTOR * _timeout())
+
+
+def kernel_output(kernel: str, dest: Path, file_pattern: str | None = None) -> list[Path]:
+    """Download the notebook session's output files (those matching file_pattern, a regex; all when
+    None) into dest, and its log into dest/<slug>.log; return the paths written. Each read is bounded
+    by KAGGLE_TIMEOUT (the client's own 300 s for the files), the whole download is not."""
+    dest = Path(dest)
+    what = f"fetching the output of the notebook {kernel}"
+
+    def work():
+        api = _api()
+        files, _ = _kernel_call(lambda: api.kernels_output(kernel, str(dest), file_pattern=file_pattern,
+                                                           force=True, quiet=True), kernel, what)
+        return [Path(f) for f in files]
+
+    return _run(work, what)

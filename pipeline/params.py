@@ -31,6 +31,11 @@ TRAIN_KEYS = {
 MODEL_KEYS = {"cnn": {"width": (int, 1, 1024, True)}}
 BACKENDS = ("jax", "tensorflow", "torch")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
+CV_KEYS = {"folds": (int, 2, 50, True), "seed": (int, 0, 2**32 - 1, True)}
+PREDICT_KEYS = {"tta": (bool, None, None, True)}
+BLEND_KEYS = {"models": (list, None, None, True)}
+# The flat sections: [data], [ensemble], [cv], [predict], [blend].
+SECTIONS = {"data": DATA_KEYS, "ensemble": ENSEMBLE_KEYS, "cv": CV_KEYS, "predict": PREDICT_KEYS, "blend": BLEND_KEYS}
 
 
 def load(path: Path = config.PARAMS_FILE) -> dict:
@@ -44,6 +49,8 @@ def load(path: Path = config.PARAMS_FILE) -> dict:
 
 
 def _parse_value(key: str, text: str, kind: type):
+    if kind is list:  # a comma-separated list of names: blend.models=cnn,lstm
+        return [part.strip() for part in text.split(",") if part.strip()]
     if kind is bool:
         if text.lower() in ("true", "1", "yes"):
             return True
@@ -79,8 +86,8 @@ def architecture(p: dict) -> dict:
 
 def _locate(params: dict, key: str):
     parts = key.split(".")
-    if len(parts) == 2 and parts[0] in ("data", "ensemble") and parts[1] in (DATA_KEYS if parts[0] == "data" else ENSEMBLE_KEYS):
-        return (DATA_KEYS if parts[0] == "data" else ENSEMBLE_KEYS), params.setdefault(parts[0], {}), parts[1]
+    if len(parts) == 2 and parts[0] in SECTIONS and parts[1] in SECTIONS[parts[0]]:
+        return SECTIONS[parts[0]], params.setdefault(parts[0], {}), parts[1]
     if len(parts) == 2 and parts[0] == "train" and parts[1] in TRAIN_COMMON_KEYS:
         return TRAIN_COMMON_KEYS, params.setdefault("train", {}), parts[1]
     if len(parts) == 3 and parts[0] == "train" and parts[2] in section_keys(parts[1]):
@@ -99,6 +106,8 @@ def _check_value(name: str, value, spec) -> None:
         isinstance(value, (int, float)) and not is_bool if kind is float else isinstance(value, kind) and not is_bool)
     if not ok_type:
         raise PipelineError(f"parameter {name}: expected {kind.__name__}, got {value!r}")
+    if kind is list and not all(isinstance(v, str) for v in value):
+        raise PipelineError(f"parameter {name}: expected a list of names, got {value!r}")
     if name.endswith(".backend") and value not in BACKENDS:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
     if lo is None:
@@ -125,12 +134,17 @@ def check(params: dict) -> dict:
     from pipeline.modeling.models import MODELS
 
     for section in params:
-        if section not in ("data", "train", "ensemble"):
+        if section not in (*SECTIONS, "train"):
             raise PipelineError(f"unknown parameter section '{section}' in params")
-    _check_table("data", params.get("data", {}), DATA_KEYS)
-    _check_table("ensemble", params.get("ensemble", {}), ENSEMBLE_KEYS)
+    for section, schema in SECTIONS.items():
+        _check_table(section, params.get(section, {}), schema)
     if params["ensemble"]["model"] not in MODELS:
         raise PipelineError(f"parameter ensemble.model = {params['ensemble']['model']!r}: unknown model (known: {', '.join(MODELS)})")
+    for name in params["blend"]["models"]:
+        if name not in (*MODELS, "ensemble"):
+            raise PipelineError(f"parameter blend.models: unknown model {name!r} (known: {', '.join(MODELS)}, ensemble)")
+    if len(params["blend"]["models"]) < 2:
+        raise PipelineError("parameter blend.models: a blend needs at least two models")
     train = params.get("train", {})
     _check_table("train", {k: v for k, v in train.items() if not isinstance(v, dict)}, TRAIN_COMMON_KEYS)
     for model, table in train.items():
@@ -162,28 +176,50 @@ def short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def for_cv(params: dict, model: str) -> dict:
+    """What a model's cross-validation folds read: its training params without the single split's
+    settings (every labelled row is in some fold), plus the fold settings."""
+    if model == "ensemble":
+        resolved = for_ensemble(params) | {"members": params["ensemble"]["members"]}  # all trained per fold
+        resolved["member"] = {k: v for k, v in resolved["member"].items() if k not in ("data", "full_data")}
+    else:
+        resolved = {k: v for k, v in for_model(params, model).items() if k not in ("data", "full_data")}
+    return resolved | {"cv": params["cv"]}
+
+
+def for_ensemble(params: dict) -> dict:
+    # Not the member count: adding members must not retrain the finished ones.
+    ensemble = {k: v for k, v in params["ensemble"].items() if k != "members"}
+    return {"model": "ensemble", "ensemble": ensemble, "member": for_model(params, ensemble["model"])}
+
+
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="write this model's resolved params to --out")
+    ap.add_argument("--model", help="write this model's resolved training params to --out")
+    ap.add_argument("--cv", action="store_true", help="with --model: the params of its cross-validation folds")
+    ap.add_argument("--predict", action="store_true", help="write the prediction params to --out")
     ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
     ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
-    # With neither --model nor --get: only check params.toml and the overrides.
+    # With neither --model, --predict nor --get: only check params.toml and the overrides.
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. train.conv_gru.epochs=3")
     args = ap.parse_args(argv)
     params = resolve(args.overrides)
     if args.get:
         section, _, key = args.get.partition(".")
-        print(params[section][key])
+        value = params[section][key]
+        print(" ".join(value) if isinstance(value, list) else value)  # a list as Make words
         return
-    if not args.model:
+    if not (args.model or args.predict):
         return  # only checking
     if not args.out:
-        raise PipelineError("--model needs --out")
-    if args.model == "ensemble":
-        # Not the member count: adding members must not retrain the finished ones.
-        ensemble = {k: v for k, v in params["ensemble"].items() if k != "members"}
-        resolved = {"model": "ensemble", "ensemble": ensemble, "member": for_model(params, ensemble["model"])}
+        raise PipelineError("--model and --predict need --out")
+    if args.predict:
+        resolved = params["predict"]
+    elif args.cv:
+        resolved = for_cv(params, args.model)
+    elif args.model == "ensemble":
+        resolved = for_ensemble(params)
     else:
         resolved = for_model(params, args.model)
     write_json_if_changed(args.out, resolved)

@@ -1,8 +1,10 @@
-"""Stage 4b, report: one offline HTML page on how a trained model does on the validation split.
+"""Stage 4b, report: one offline HTML page on how a trained model does on rows it never trained on.
 
 Reads models/<model>/metrics.json and val_predictions.npz (plus the validation images from
 data/processed/train.npz) and writes reports/<model>/: curves.png, confusion.png, errors.png,
 per_class.csv, report.json and index.html. Every file is written atomically, index.html last.
+With --cv it reads a k-fold run instead, models/<model>/cv/metrics.json and oof.npz (out-of-fold
+predictions of all labelled rows), and writes reports/<model>-cv/.
 
 Pure workers (arrays in, figures and tables out) do the work; build_report() wires them to
 explicit folders and main() only parses the command line.
@@ -18,14 +20,14 @@ import numpy as np
 
 from pipeline import config
 from pipeline.errors import PipelineError, cli
-from pipeline.features import load_npz
-from pipeline.files import atomic_path, read_json, write_json, write_text
+from pipeline.files import atomic_path, load_npz, read_json, write_json, write_text
 
 ERRORS_CAP = 48          # most misclassified digits shown in the gallery
 GALLERY_COLUMNS = 8
 TOP_PAIRS = 5            # confused pairs listed under "what to look at"
 CONFIDENT = 0.9          # an error made with at least this confidence is worth a look (label noise?)
 IMAGES = ("curves.png", "confusion.png", "errors.png")
+VALIDATION, OUT_OF_FOLD = "validation", "out-of-fold"  # what the rows of a report are
 
 
 # ---------------------------------------------------------------- numbers
@@ -48,7 +50,11 @@ def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Mean cross-entropy of the saved probabilities (the same loss Keras reports)."""
     from sklearn.metrics import log_loss as sk_log_loss
 
-    return float(sk_log_loss(y_true, proba, labels=np.arange(config.N_CLASSES))) if len(y_true) else 0.0
+    if not len(y_true):
+        return 0.0
+    proba = np.asarray(proba, dtype=np.float64)
+    proba = proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only to ~1e-7
+    return float(sk_log_loss(y_true, proba, labels=np.arange(config.N_CLASSES)))
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = config.N_CLASSES) -> np.ndarray:
@@ -105,16 +111,28 @@ def misclassified(y_true: np.ndarray, proba: np.ndarray, index: np.ndarray | Non
                  confidence=float(conf[i]), p_true=float(proba[i, y_true[i]])) for i in wrong]
 
 
-def summarize(metrics: dict, y_true: np.ndarray, proba: np.ndarray, index: np.ndarray) -> dict:
-    """The numbers behind the page (report.json)."""
+def rows_text(evaluation: str, n: int) -> str:
+    """How the page names its rows: "validation split (4,200 rows)" or "out-of-fold, all 42,000 rows"."""
+    return f"out-of-fold, all {n:,} rows" if evaluation == OUT_OF_FOLD else f"validation split, {n:,} rows"
+
+
+def summarize(metrics: dict, y_true: np.ndarray, proba: np.ndarray, index: np.ndarray,
+              evaluation: str = VALIDATION) -> dict:
+    """The numbers behind the page (report.json). evaluation: VALIDATION or OUT_OF_FOLD (a CV run)."""
+    from pipeline.stats import accuracy_ci
+
     pred, conf = predictions(proba)
     cm = confusion(y_true, pred)
     table = per_class_table(y_true, pred)
     n_errors = int((pred != np.asarray(y_true)).sum())
+    history = metrics.get("history") or []
     return {
         "model": metrics.get("model"),
+        "evaluation": evaluation,
+        "rows": rows_text(evaluation, len(y_true)),
         "val_size": int(len(y_true)),
         "accuracy": accuracy(y_true, proba),
+        "accuracy_ci95": list(accuracy_ci(pred == np.asarray(y_true))) if len(y_true) else None,
         "log_loss": log_loss(y_true, proba),
         "n_errors": n_errors,
         "n_confident_errors": int(((pred != np.asarray(y_true)) & (conf >= CONFIDENT)).sum()),
@@ -126,8 +144,9 @@ def summarize(metrics: dict, y_true: np.ndarray, proba: np.ndarray, index: np.nd
         "top_confusions": top_confusions(cm),
         "errors_shown": misclassified(y_true, proba, index),
         "training": {k: metrics.get(k) for k in (
-            "val_accuracy", "val_loss", "parameters", "best_epoch", "epochs_run", "seconds_per_epoch",
-            "seconds_first_epoch", "train_seconds", "backend", "params_hash")},
+            "val_accuracy", "val_loss", "oof_accuracy", "oof_log_loss", "fold_accuracy", "cv", "parameters",
+            "seconds_per_epoch", "seconds_first_epoch", "train_seconds", "backend", "params_hash", "weights")}
+        | {"epochs_run": metrics.get("epochs_run", len(history) or None)},
         "params": metrics.get("params"),
     }
 
@@ -141,7 +160,8 @@ def insights(summary: dict, history: list[dict]) -> list[str]:
                      + ", ".join(f"{p['true']} → {p['pred']}: {p['count']} time{'s' * (p['count'] != 1)}"
                                  for p in pairs) + ".")
     else:
-        lines.append("No validation digit is misclassified.")
+        lines.append("No digit is misclassified out of fold." if summary.get("evaluation") == OUT_OF_FOLD
+                     else "No validation digit is misclassified.")
     per_class = [c for c in summary["per_class"] if c["support"]]
     if per_class and summary["n_errors"]:
         weak = min(per_class, key=lambda c: (c["recall"], c["digit"]))
@@ -152,17 +172,16 @@ def insights(summary: dict, history: list[dict]) -> list[str]:
                      f"≥{CONFIDENT:.0%} confidence: check them in the gallery, some may be mislabelled or "
                      "genuinely ambiguous digits rather than model mistakes.")
     if history and all("val_accuracy" in h for h in history):
+        # The model keeps its last epoch: describe that one, never pick an epoch on held-out rows.
+        held = "held-out" if summary.get("evaluation") == OUT_OF_FOLD else "validation"
         n = len(history)
-        best = int(np.argmax([h["val_accuracy"] for h in history]))
-        b = history[best]
-        text = f"Best epoch {best + 1} of {n}"
-        if best == n - 1 and n > 1:
-            text += " (the last: validation accuracy was still rising, more epochs may help)"
-        elif best + 1 <= 0.6 * n and n >= 5:
-            text += " (validation accuracy stopped improving well before the end)"
-        if b.get("loss") and b.get("val_loss") is not None:
-            text += f"; there, train loss {b['loss']:.4f} vs validation loss {b['val_loss']:.4f}"
-            ratio = b["val_loss"] / b["loss"]
+        last = history[-1]
+        text = f"The model is its last epoch ({n} of {n})"
+        if n > 1 and last["val_accuracy"] > history[-2]["val_accuracy"]:
+            text += f"; {held} accuracy was still rising at the end, more epochs may help"
+        if last.get("loss") and last.get("val_loss") is not None:
+            text += f"; train loss {last['loss']:.4f} vs {held} loss {last['val_loss']:.4f}"
+            ratio = last["val_loss"] / last["loss"]
             if ratio >= 3:
                 text += (f" ({ratio:.0f}× higher: the model fits its training rows almost perfectly, so augmentation "
                          "or regularisation is a likelier gain than more epochs)")
@@ -183,25 +202,27 @@ def _figure(**kwargs):
     return fig
 
 
-def plot_curves(history: list[dict], model: str = "", best_epoch: int | None = None):
-    """Two panels, loss and accuracy per epoch (1-based), train vs validation; best epoch marked."""
+def plot_curves(history: list[dict], model: str = "", val_label: str = "validation"):
+    """Two panels, loss and accuracy per epoch (1-based), train vs validation (val_label: how the
+    held-out rows are named); the model is its last epoch, whose validation accuracy is annotated."""
     from matplotlib.ticker import FuncFormatter
 
+    if not history:
+        fig = _figure(figsize=(12, 2))
+        fig.text(0.5, 0.5, f"{model + ': ' if model else ''}no training curves (this model trains no network of its own)",
+                 ha="center", va="center", fontsize=14)
+        return fig
     fig = _figure(figsize=(12, 4.6))
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = np.array([int(h.get("epoch", i)) + 1 for i, h in enumerate(history)])
     series = {k: np.array([h.get(k, np.nan) for h in history], dtype=float)
               for k in ("loss", "val_loss", "accuracy", "val_accuracy")}
     has_val = not np.all(np.isnan(series["val_accuracy"]))
-    if best_epoch is None and has_val:
-        best_epoch = int(epochs[np.nanargmax(series["val_accuracy"])])
     style = dict(marker="o", markersize=4, linewidth=2)
     for ax, key, title in ((ax_loss, "loss", "Loss (cross-entropy)"), (ax_acc, "accuracy", "Accuracy")):
         ax.plot(epochs, series[key], label="train", color="#1f77b4", **style)
         if has_val:
-            ax.plot(epochs, series[f"val_{key}"], label="validation", color="#d62728", **style)
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
+            ax.plot(epochs, series[f"val_{key}"], label=val_label, color="#d62728", **style)
         ax.set_title(title, fontsize=13)
         ax.set_xlabel("epoch", fontsize=11)
         ax.grid(True, which="major", alpha=0.35)
@@ -226,17 +247,15 @@ def plot_curves(history: list[dict], model: str = "", best_epoch: int | None = N
     else:
         ax_acc.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.4g}%"))
     ax_acc.set_ylabel("accuracy", fontsize=11)
-    if has_val and best_epoch is not None and best_epoch in epochs:
-        i = int(np.flatnonzero(epochs == best_epoch)[0])
-        v = series["val_accuracy"][i]
-        # below the point: the best epoch is usually the top of the plot, where text would be clipped
-        ax_acc.annotate(f"{v:.2%}", (best_epoch, v), textcoords="offset points", xytext=(-8, -16),
+    last_val = series["val_accuracy"][-1]
+    if has_val and not np.isnan(last_val):
+        # below the point: the last epoch is usually near the top of the plot, where text would be clipped
+        ax_acc.annotate(f"{last_val:.2%}", (epochs[-1], last_val), textcoords="offset points", xytext=(-8, -16),
                         ha="right", va="top", fontsize=10, color="#d62728", fontweight="bold")
     for ax in (ax_loss, ax_acc):
         ax.legend(fontsize=10, loc="best")
     head = f"{model}: training curves" if model else "Training curves"
-    if has_val and best_epoch is not None:
-        head += f" (best validation accuracy at epoch {best_epoch} of {len(epochs)})"
+    head += f" (the model is its last epoch, {int(epochs[-1])})"
     fig.suptitle(head, fontsize=14, fontweight="bold")
     return fig
 
@@ -295,17 +314,18 @@ def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix (validation)")
 
 
 def plot_errors(images: np.ndarray, errors: list[dict], total_errors: int | None = None,
-                columns: int = GALLERY_COLUMNS):
-    """A grid of misclassified digits in the order given (worst first), one labelled cell each."""
+                columns: int = GALLERY_COLUMNS, rows: str = "validation"):
+    """A grid of misclassified digits in the order given (worst first), one labelled cell each.
+    `rows` names the rows they come from ("validation", or "out-of-fold, all 42,000 rows")."""
     total_errors = len(errors) if total_errors is None else total_errors
     if not errors:
         fig = _figure(figsize=(8, 2))
-        fig.text(0.5, 0.5, "No misclassified validation digits", ha="center", va="center", fontsize=16)
+        fig.text(0.5, 0.5, f"No misclassified digits ({rows})", ha="center", va="center", fontsize=16)
         return fig
     columns = min(columns, len(errors))
-    rows = -(-len(errors) // columns)
-    fig = _figure(figsize=(1.8 * columns, 2.5 * rows + 0.6))
-    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    n_rows = -(-len(errors) // columns)
+    fig = _figure(figsize=(1.8 * columns, 2.5 * n_rows + 0.6))
+    axes = np.atleast_1d(fig.subplots(n_rows, columns, squeeze=False)).ravel()
     for ax in axes:
         ax.set_axis_off()
     for ax, img, e in zip(axes, images, errors):
@@ -320,7 +340,7 @@ def plot_errors(images: np.ndarray, errors: list[dict], total_errors: int | None
         ax.set_title(f"true {e['true']} → pred {e['pred']}\n{_pct(e['confidence'])} sure", fontsize=10,
                      color=color, linespacing=1.2)
         ax.set_xlabel(f"row {e['row']} · p(true) {_pct(e['p_true'])}", fontsize=8.5, color="0.25")
-    fig.suptitle(f"Misclassified validation digits, most confident mistake first "
+    fig.suptitle(f"Misclassified digits ({rows}), most confident mistake first "
                  f"({len(errors)} of {total_errors} shown)", fontsize=14, fontweight="bold")
     fig.supxlabel(f"red frame: ≥{CONFIDENT:.0%} sure of the wrong label (often a mislabelled or ambiguous digit); "
                   "orange: less sure.   row: 0-based data row of train.csv;  p(true): probability of the true label",
@@ -363,17 +383,30 @@ def render_html(summary: dict, history: list[dict], table) -> str:
     e = html.escape
     t = summary["training"]
     model = summary["model"] or "model"
+    oof = summary.get("evaluation") == OUT_OF_FOLD
+    n = summary["val_size"]
 
     def num(v, fmt):
         return "–" if v is None else format(v, fmt)
 
+    scored = "out-of-fold" if oof else "validation"
+    ci = summary.get("accuracy_ci95")
     rows = [
-        ("validation accuracy", f"{summary['accuracy']:.2%} ({summary['val_size'] - summary['n_errors']:,} of "
-                                f"{summary['val_size']:,})"),
-        ("validation loss", f"{summary['log_loss']:.4f}"),
+        (f"{scored} accuracy", f"{summary['accuracy']:.2%} ({n - summary['n_errors']:,} of {n:,}"
+                               + (f"; 95% interval {ci[0]:.2%}–{ci[1]:.2%})" if ci else ")")),
+        (f"{scored} loss", f"{summary['log_loss']:.4f}"),
         ("misclassified", f"{summary['n_errors']:,} ({summary['n_confident_errors']} with ≥{CONFIDENT:.0%} confidence)"),
+    ]
+    if oof:
+        folds = t.get("fold_accuracy") or []
+        cv = t.get("cv") or {}
+        rows.append(("folds", f"{cv.get('folds', len(folds) or '–')} (stratified, seed {cv.get('seed', '–')})"
+                              + (f"; accuracy per fold {', '.join(f'{a:.2%}' for a in folds)}" if folds else "")))
+    if t.get("weights"):  # a blend: its members and their (all-rows) weights
+        rows.append(("blend weights", ", ".join(f"{m} {w:.3f}" for m, w in t["weights"].items())))
+    rows += [
         ("parameters", num(t["parameters"], ",")),
-        ("epochs", f"{num(t['epochs_run'], 'd')} run, best {num(t['best_epoch'], 'd')}"),
+        ("epochs", f"{num(t['epochs_run'], 'd')} (the model is its last epoch)" if t["epochs_run"] else "–"),
         ("seconds per epoch", f"{num(t['seconds_per_epoch'], '')} (first epoch {num(t['seconds_first_epoch'], '')}, "
                               f"total {num(t['train_seconds'], '')} s)"),
         ("backend", str(t["backend"] or "–")),
@@ -385,31 +418,46 @@ def render_html(summary: dict, history: list[dict], table) -> str:
                                             classes="per-class")
     params = e(json.dumps(summary["params"], indent=2)) if summary["params"] is not None else "–"
     shown = len(summary["errors_shown"])
+    if oof:
+        title = f"{model}: cross-validation report (out-of-fold)"
+        intro = (f"Digit Recognizer, k-fold cross-validation: out-of-fold, all {n:,} rows of train.csv. Every row is "
+                 "predicted by the fold model that did not train on it (each fold model keeps its last epoch). "
+                 "Numbers are computed from <code>oof.npz</code>, the saved out-of-fold probabilities.")
+        curves_note = ("Mean over the fold models per epoch. Train metrics are averaged over each epoch while the "
+                       "weights change (and with any dropout or augmentation on); held-out metrics are measured on "
+                       "each fold's held-out rows at the end of the epoch.")
+        held = "held-out fold"
+    else:
+        title = f"{model}: validation report"
+        intro = (f"Digit Recognizer, held-out validation split of train.csv ({n:,} rows). Numbers are computed from "
+                 "<code>val_predictions.npz</code>, the saved model's (its last epoch's) probabilities.")
+        curves_note = ("Train metrics are averaged over each epoch while the weights change (and with any dropout or "
+                       "augmentation on); validation metrics are measured at the end of the epoch.")
+        held = "validation"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(model)}: validation report</title>
+<title>{e(title)}</title>
 <style>{_CSS}</style>
 </head>
 <body>
-<h1>{e(model)}: validation report</h1>
-<p class="muted">Digit Recognizer, held-out validation split of train.csv ({summary['val_size']:,} rows).
-Numbers are computed from <code>val_predictions.npz</code>, the saved (best-epoch) model's probabilities.</p>
+<h1>{e(title)}</h1>
+<p class="muted">{intro}</p>
 <table class="kv">{kv}</table>
 
 <h2>What to look at</h2>
 <ul class="look">{look}</ul>
 
 <h2>Training curves</h2>
-<p class="muted">Train metrics are averaged over each epoch while the weights change (and with any dropout or
-augmentation on); validation metrics are measured at the end of the epoch.</p>
-<img src="curves.png" alt="loss and accuracy per epoch, train vs validation">
+<p class="muted">{curves_note}</p>
+<img src="curves.png" alt="loss and accuracy per epoch, train vs {held}">
 
 <h2>Confusion matrix</h2>
-<p class="muted">Rows are the true digit, columns the predicted one; off-diagonal cells are the mistakes.</p>
-<img src="confusion.png" alt="confusion matrix of the validation split">
+<p class="muted">Rows are the true digit, columns the predicted one; off-diagonal cells are the mistakes
+({e(summary['rows'])}).</p>
+<img src="confusion.png" alt="confusion matrix ({e(summary['rows'])})">
 
 <h2>Per-class metrics</h2>
 <p class="muted">Also in <a href="per_class.csv">per_class.csv</a>; <code>mistaken_for</code> is the wrong label this
@@ -417,9 +465,9 @@ digit most often got (count).</p>
 {per_class}
 
 <h2>Misclassified digits</h2>
-<p class="muted">{shown} of {summary['n_errors']} errors, most confident mistake first.
+<p class="muted">{shown} of {summary['n_errors']} errors ({e(summary['rows'])}), most confident mistake first.
 “row” is the 0-based data row in train.csv (its pandas index); p(true) is the probability given to the true label.</p>
-<img src="errors.png" alt="gallery of misclassified validation digits">
+<img src="errors.png" alt="gallery of misclassified digits ({e(summary['rows'])})">
 
 <h2>Parameters</h2>
 <pre>{params}</pre>
@@ -432,16 +480,25 @@ digit most often got (count).</p>
 # ---------------------------------------------------------------- wiring
 
 
-def load_inputs(model_dir: Path, processed_train: Path, model: str | None = None):
-    """metrics, (index, y_true, proba) and the validation images, checked against each other."""
+def rerun_hint(model: str, cv: bool) -> str:
+    if not cv:
+        return f"run `make train MODEL={model}` first"
+    return "run `make blend` first" if model == "blend" else f"run `make cv MODEL={model}` first"
+
+
+def load_inputs(model_dir: Path, processed_train: Path, model: str | None = None, cv: bool = False):
+    """metrics, (index, y_true, proba) and all the train images, checked against each other.
+    cv: model_dir is a CV run (metrics.json, oof.npz) rather than a trained model (val_predictions.npz)."""
     model_dir = Path(model_dir)
-    model = model or model_dir.name
-    again = f"run `make train MODEL={model}` first"
-    metrics_path, preds_path = model_dir / "metrics.json", model_dir / "val_predictions.npz"
+    model = model or (model_dir.parent.name if cv else model_dir.name)
+    again = rerun_hint(model, cv)
+    metrics_path = model_dir / "metrics.json"
+    preds_path = model_dir / ("oof.npz" if cv else "val_predictions.npz")
     if not metrics_path.exists():
         raise PipelineError(f"{metrics_path} is missing: {again}")
     if not preds_path.exists():
-        raise PipelineError(f"{preds_path} is missing (a full-data model has no validation split): {again}")
+        why = "" if cv else " (a full-data model has no validation split)"
+        raise PipelineError(f"{preds_path} is missing{why}: {again}")
     metrics = read_json(metrics_path)
     preds = load_npz(preds_path)
     if not {"index", "y_true", "proba"} <= preds.keys():
@@ -453,26 +510,31 @@ def load_inputs(model_dir: Path, processed_train: Path, model: str | None = None
     x, y = data["x"], data["y"]
     if len(index) and (index.min() < 0 or index.max() >= len(y) or not np.array_equal(y[index], y_true)):
         raise PipelineError(f"{preds_path} does not match {processed_train} (the data changed since training): {again}")
-    return metrics, index, y_true, proba, x[index]
+    if cv and len(index) != len(y):
+        raise PipelineError(f"{preds_path} covers {len(index):,} of the {len(y):,} rows of {processed_train}: {again}")
+    return metrics, index, y_true, proba, x
 
 
-def build_report(model_dir: Path, processed_train: Path, out_dir: Path, model: str | None = None) -> dict:
+def build_report(model_dir: Path, processed_train: Path, out_dir: Path, model: str | None = None,
+                 cv: bool = False) -> dict:
     """Write the six report files into out_dir (index.html last); returns report.json's content."""
-    metrics, index, y_true, proba, images = load_inputs(model_dir, processed_train, model)
+    metrics, index, y_true, proba, x = load_inputs(model_dir, processed_train, model, cv)
     model = model or metrics.get("model") or Path(model_dir).name
     metrics = {**metrics, "model": model}
     out_dir = Path(out_dir)
     history = metrics.get("history") or []
-    summary = summarize(metrics, y_true, proba, index)
+    evaluation = OUT_OF_FOLD if cv else VALIDATION
+    summary = summarize(metrics, y_true, proba, index, evaluation)
     pred = predictions(proba)[0]
     table = per_class_table(y_true, pred)
+    rows = summary["rows"]
 
     for name, fig in (
-        ("curves.png", lambda: plot_curves(history, model, metrics.get("best_epoch"))),
+        ("curves.png", lambda: plot_curves(history, model, "held-out fold (mean)" if cv else "validation")),
         ("confusion.png", lambda: plot_confusion(np.array(summary["confusion"]),
-                                                 f"{model}: confusion matrix (validation)")),
-        ("errors.png", lambda: plot_errors(images[[e["position"] for e in summary["errors_shown"]]],
-                                           summary["errors_shown"], summary["n_errors"])),
+                                                 f"{model}: confusion matrix ({rows})")),
+        ("errors.png", lambda: plot_errors(x[[e["row"] for e in summary["errors_shown"]]],
+                                           summary["errors_shown"], summary["n_errors"], rows=rows)),
     ):
         save_figure(fig(), out_dir / name)
     buf = io.StringIO()
@@ -487,17 +549,21 @@ def build_report(model_dir: Path, processed_train: Path, out_dir: Path, model: s
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="conv_gru")
-    ap.add_argument("--model-dir", type=Path, help="trained model folder (default: models/<model>)")
+    ap.add_argument("--cv", action="store_true",
+                    help="report the model's k-fold run: out-of-fold predictions of every labelled row")
+    ap.add_argument("--model-dir", type=Path,
+                    help="trained model folder (default: models/<model>, or models/<model>/cv with --cv)")
     ap.add_argument("--data", type=Path, help="processed train arrays (default: data/processed/train.npz)")
-    ap.add_argument("--out", type=Path, help="output folder (default: reports/<model>)")
+    ap.add_argument("--out", type=Path, help="output folder (default: reports/<model>, or reports/<model>-cv)")
     args = ap.parse_args(argv)
-    out_dir = args.out or config.REPORTS_DIR / args.model
-    summary = build_report(args.model_dir or config.model_dir(args.model),
-                           args.data or config.PROCESSED_DIR / "train.npz", out_dir, args.model)
+    out_dir = args.out or config.REPORTS_DIR / (f"{args.model}-cv" if args.cv else args.model)
+    model_dir = args.model_dir or (config.cv_dir(args.model) if args.cv else config.model_dir(args.model))
+    summary = build_report(model_dir, args.data or config.PROCESSED_DIR / "train.npz", out_dir, args.model, args.cv)
     pairs = summary["top_confusions"]
     most = f"; most confused {pairs[0]['true']} → {pairs[0]['pred']} ({pairs[0]['count']})" if pairs else ""
-    print(f"{args.model}: validation accuracy {summary['accuracy']:.2%}, {summary['n_errors']} errors{most} "
-          f"-> {out_dir / 'index.html'}")
+    scored = f"out-of-fold accuracy {summary['accuracy']:.2%} (all {summary['val_size']:,} rows)" if args.cv \
+        else f"validation accuracy {summary['accuracy']:.2%}"
+    print(f"{args.model}: {scored}, {summary['n_errors']} errors{most} -> {out_dir / 'index.html'}")
 
 
 if __name__ == "__main__":

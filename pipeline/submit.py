@@ -13,13 +13,14 @@ from pipeline.errors import PipelineError, cli
 from pipeline.files import read_json, sha256_file, write_json
 
 
-def check_provenance(prov: dict, submission_sha: str, model_sha: str, source: dict) -> None:
+def check_provenance(prov: dict, submission_sha: str, predicted_by_sha: str | None, source: dict) -> None:
     """Raise unless the submission is exactly what its provenance says it is."""
     name = prov["submission"]
     if prov["submission_sha256"] != submission_sha:
         raise PipelineError(f"{name} changed after it was predicted: run `make submission` again")
-    if prov["model_sha256"] != model_sha:
-        raise PipelineError(f"{name} was predicted by an older {prov['model']} model: run `make submission` again")
+    if prov["predicted_by_sha256"] != predicted_by_sha:
+        raise PipelineError(f"{name} was predicted by an older {prov['model']} ({prov['predicted_by']}): "
+                            "run `make submission` again")
     if prov["data"]["test_sha256"] != source["sha256"]["test.csv"]:
         raise PipelineError(f"{name} was predicted from a different test.csv than data/raw holds: run `make submission` again")
 
@@ -27,10 +28,13 @@ def check_provenance(prov: dict, submission_sha: str, model_sha: str, source: di
 def upload_refusal(prov: dict, credentials: bool) -> str | None:
     """Why this (valid) submission is not uploaded, or None to go ahead."""
     data = prov["data"]
-    if not data["competition"]:
-        what = "the committed demo sample" if data["origin"] == "sample" else f"local data ({data['path']})"
-        return (f"its test set came from {what}, not from Kaggle, so its predictions would not score "
-                "(get the competition files with the Kaggle API or in a Kaggle notebook)")
+    if not data["from_kaggle"]:
+        if data["origin"] == "sample":
+            return ("its test set is the committed demo sample, not the competition's: configure Kaggle credentials "
+                    f"(see {kaggle_client_token_url()}) and rerun `make submit`, which then fetches the competition files "
+                    "and retrains on them")
+        return (f"its test set came from local data ({data['path']}), which is not known to be the competition's own "
+                "test.csv: rerun with DATA=kaggle (Kaggle credentials) or in a Kaggle notebook to get the competition files")
     if not credentials:
         from pipeline import kaggle_client
 
@@ -38,33 +42,44 @@ def upload_refusal(prov: dict, credentials: bool) -> str | None:
     return None
 
 
+def kaggle_client_token_url() -> str:
+    from pipeline import kaggle_client
+
+    return kaggle_client.TOKEN_URL
+
+
 def upload_message(prov: dict) -> str:
-    if prov.get("val_accuracy") is not None:
+    if prov.get("oof_accuracy") is not None:
+        lo, hi = prov["oof_ci95"]
+        acc = f"{prov['folds']}-fold OOF {prov['oof_accuracy']:.4%} (95% CI {lo:.2%}-{hi:.2%})"
+    elif prov.get("val_accuracy") is not None:
         acc = f"val_acc {prov['val_accuracy']:.4%}"
     elif prov.get("split_val_accuracy") is not None:
         acc = f"all rows; these settings val_acc {prov['split_val_accuracy']:.4%}"
     else:
         acc = "all rows, no validation split"
-    return f"{prov['model']} | {acc} | params {prov['params_hash']} | model {prov['model_sha256'][:8]}"
+    return f"{prov['model']} | {acc} | params {prov['params_hash']} | preds {prov['predicted_by_sha256'][:8]}"
 
 
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="conv_gru")
+    ap.add_argument("--cv", action="store_true", help="the cross-validated submission (submission-<model>-cv.csv)")
     args = ap.parse_args(argv)
     from pipeline import kaggle_client
 
-    path = config.submission_path(args.model)
+    path = config.submission_path(args.model, cv=args.cv)
     prov = read_json(path.with_suffix(".json"))
     source = read_json(config.RAW_DIR / "source.json")
     csvcheck.read_submission(path, n_expected=source["rows"]["test"])
     sha = sha256_file(path)
-    check_provenance(prov, sha, sha256_file(config.model_dir(args.model) / "model.keras"), source)
+    predicted_by = config.OUT / prov["predicted_by"]
+    check_provenance(prov, sha, sha256_file(predicted_by) if predicted_by.is_file() else None, source)
 
     reason = upload_refusal(prov, kaggle_client.credentials_available())
     if reason:
-        print(f"wrote {path.relative_to(config.ROOT)}; not uploaded: {reason}")
+        print(f"wrote {path}; not uploaded: {reason}")
         return
     receipt_path = path.with_suffix(".upload.json")
     if receipt_path.exists() and read_json(receipt_path).get("submission_sha256") == sha:

@@ -27,6 +27,27 @@ kaggle/api/kaggle_api_extended.py):
   ``KaggleApi.authenticate()`` asks when it finds an access token (``KAGGLE_API_TOKEN``,
   ``~/.kaggle/access_token``).
 
+Notebooks ("kernels"; kagglesdk/kernels/services/kernels_api_service.py, KaggleApi.kernels_push,
+kernels_status and kernels_output):
+
+* ``kernels.KernelsApiService/SaveKernel`` {slug: "owner/slug", newTitle, text (the code file),
+  language, kernelType, isPrivate, enableGpu, enableTpu, enableInternet, datasetDataSources,
+  competitionDataSources, kernelDataSources, modelDataSources, categoryIds, ...} ->
+  {ref, url, versionNumber, error, invalidTags, invalidDatasetSources, invalidCompetitionSources,
+  invalidKernelSources, invalidModelSources, kernelId}. Each push is a new version; a refusal is
+  an answer with ``error`` set (HTTP 200), not an HTTP error.
+* ``GetKernelSessionStatus`` {userName, kernelSlug, versionLabel: "v<N>" or absent} ->
+  {status: a KernelWorkerStatus name (QUEUED, RUNNING, COMPLETE, ERROR, ...), failureMessage}.
+* ``ListKernelSessionOutput`` {userName, kernelSlug, pageSize, pageToken, versionLabel} ->
+  {files: [{fileName, url}], log, nextPageToken}; the client GETs each url (a signed blob URL,
+  through the same proxy here) and writes ``log`` (Kaggle's JSON list of {stream_name, time,
+  data}) to <slug>.log.
+
+A test either scripts a session (``kernel_statuses``, ``kernel_files``, ``kernel_log``,
+``kernel_failure_message``) or sets ``kernel_runner``, which the fake calls in a thread with each
+pushed FakeKernel to "run" it (see ``run_notebook``: the pushed script, really executed in a
+folder laid out like /kaggle); the session is RUNNING meanwhile and ends as the runner leaves it.
+
 An error is a JSON body {"code": N, "message": ...} with HTTP status N, which the client turns
 into ``requests.HTTPError`` (``KaggleHttpClient._prepare_response``).
 """
@@ -35,17 +56,81 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
 
 API_PREFIX = "/api/v1/"
 COMPETITION = "digit-recognizer"
 BLOB_URL = f"http://blobs.fake.test/competitions/{COMPETITION}/{COMPETITION}.zip?sig=fake-signature"
 UPLOAD_URL = "http://uploads.fake.test/upload/{n}?upload_id=fake"
 UPLOAD_TOKEN = "fake-blob-token-{n}"
+KERNEL_OUTPUT_URL = "http://outputs.fake.test/kernels/{owner}/{slug}/{version}/{name}?sig=fake"
+# The API methods that take a competitionName (and answer 404 for another competition).
+COMPETITION_METHODS = {"DownloadDataFiles", "StartSubmissionUpload", "CreateSubmission", "ListSubmissions",
+                       "GetSubmissionLimits"}
+
+
+@dataclass
+class FakeKernel:
+    """One pushed version of a notebook and its session; a runner or a test may change it any time."""
+
+    owner: str
+    slug: str
+    version: int
+    payload: dict                       # SaveKernel's JSON body, as received
+    status: str = "QUEUED"              # a KernelWorkerStatus name
+    failure_message: str | None = None
+    files: dict = field(default_factory=dict)   # output file name (may hold "/") -> bytes
+    log: str | None = None              # the session log, in Kaggle's JSON form (see notebook_log)
+    runs: int = 0                       # how many times a runner ran it
+    thread: threading.Thread | None = field(default=None, repr=False)  # the runner's, if any
+
+    @property
+    def script(self) -> str:
+        """The pushed code file's text."""
+        return self.payload.get("text") or ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.owner}/{self.slug}"
+
+
+def notebook_log(text: str, stream: str = "stdout") -> str:
+    """Plain text as Kaggle keeps a session's log: a JSON list of {stream_name, time, data}, a line each."""
+    lines = text.splitlines(keepends=True)
+    return json.dumps([{"stream_name": stream, "time": round(0.5 * i, 3), "data": line}
+                       for i, line in enumerate(lines)])
+
+
+def run_notebook(kernel: FakeKernel, root: Path, python: list[str], env: dict, timeout: float = 600) -> None:
+    """What Kaggle does with a pushed script: run it with <root>/working as the current folder
+    (root laid out like /kaggle: the caller puts the competition's files in input/), then serve
+    every file the run left in working/ as the session's output and its stdout+stderr as the log."""
+    working = Path(root) / "working"
+    working.mkdir(parents=True, exist_ok=True)
+    script = Path(root) / "src" / f"{kernel.slug}.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(kernel.script, encoding="utf-8")
+    kernel.status = "RUNNING"
+    try:
+        proc = subprocess.run([*python, str(script)], cwd=working, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
+        output, ok = proc.stdout, proc.returncode == 0
+    except subprocess.TimeoutExpired as exc:
+        output, ok = (exc.stdout or b"").decode(errors="replace") + "\n[killed: timeout]\n", False
+    kernel.files = {p.relative_to(working).as_posix(): p.read_bytes()
+                    for p in sorted(working.rglob("*")) if p.is_file()}
+    kernel.log = notebook_log(output)
+    kernel.runs += 1
+    if not ok:
+        kernel.failure_message = "Your notebook hit an unhandled error while executing"
+    kernel.status = "COMPLETE" if ok else "ERROR"
 
 
 @dataclass
@@ -83,6 +168,15 @@ class FakeKaggle:
     hang: set = field(default_factory=set)       # names (or "*") that are accepted and never answered
     upload_status: int = 200                     # the PUT's answer; e.g. 500 for a failed upload
     create_submission_answer: dict | None = None  # override CreateSubmission's {message, ref}
+    # --- notebooks
+    kernels: list = field(default_factory=list)  # FakeKernel, one per push (version), oldest first
+    save_kernel_answer: dict | None = None       # override SaveKernel's answer (error, invalid*Sources)
+    kernel_runner: Callable | None = None        # runner(FakeKernel), called in a thread after each push
+    kernel_statuses: list = field(default_factory=list)  # scripted statuses: each status call takes the
+    #                                              first; the last one repeats; empty: the kernel's own
+    kernel_failure_message: str | None = None    # a new kernel's failureMessage
+    kernel_files: dict = field(default_factory=dict)  # a new kernel's output files (name -> bytes)
+    kernel_log: str | None = None                # a new kernel's log (JSON: see notebook_log)
     # --- what was received
     requests: list = field(default_factory=list)
     uploads: list = field(default_factory=list)  # bytes of each PUT
@@ -132,6 +226,18 @@ class FakeKaggle:
     def names(self) -> list[str]:
         with self._lock:
             return [r.name for r in self.requests]
+
+    def kernel(self, version: int | None = None) -> FakeKernel | None:
+        """The last pushed kernel (or that version of it)."""
+        with self._lock:
+            found = [k for k in self.kernels if version is None or k.version == version]
+        return found[-1] if found else None
+
+    def wait_for_runs(self, timeout: float = 600) -> None:
+        """Block until no kernel is QUEUED or RUNNING under a runner (for tests that stop early)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and any(k.thread and k.thread.is_alive() for k in list(self.kernels)):
+            time.sleep(0.1)
 
     def add_submission(self, ref: int, date: str, description: str, status: str = "COMPLETE",
                        public_score: str | None = "0.99000", file_name: str = "submission.csv") -> dict:
@@ -235,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
             name = "upload"
         elif self.command == "GET" and path.startswith("/competitions/"):
             name = "blob"
+        elif self.command == "GET" and path.startswith("/kernels/"):
+            name = "kernel-output"
         else:
             name = "unknown"
         fake._record(Recorded(self.command, url, path, name, dict(self.headers), body, payload))
@@ -251,6 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "upload":
             fake.uploads.append(body)
             return self._send(fake.upload_status, b"", None)
+        if name == "kernel-output":
+            return self._kernel_output_file(path)
         if name == "unknown" or payload is None:
             return self._error(404, "Not found")
 
@@ -263,8 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
         handler = getattr(self, f"api_{name}", None)
         if handler is None:
             return self._error(404, f"No such method {name}")
-        competition = payload.get("competitionName")
-        if competition not in fake.competitions:
+        if name in COMPETITION_METHODS and payload.get("competitionName") not in fake.competitions:
             return self._error(404, "Competition not found")
         return handler(payload)
 
@@ -299,6 +408,77 @@ class _Handler(BaseHTTPRequestHandler):
 
     def api_GetSubmissionLimits(self, payload):
         self._json(self.server_fake.limits)
+
+    # --- notebooks
+    def _find_kernel(self, payload) -> FakeKernel | None:
+        fake = self.server_fake
+        label = payload.get("versionLabel")
+        with fake._lock:
+            found = [k for k in fake.kernels if (k.owner, k.slug) == (payload.get("userName"), payload.get("kernelSlug"))
+                     and (label is None or f"v{k.version}" == label)]
+        return found[-1] if found else None
+
+    def api_SaveKernel(self, payload):
+        fake = self.server_fake
+        owner, _, slug = (payload.get("slug") or "").partition("/")
+        if owner != fake.username:
+            return self._error(403, f"You cannot push a notebook owned by {owner}")
+        if fake.save_kernel_answer is not None:
+            return self._json(fake.save_kernel_answer)
+        with fake._lock:
+            version = 1 + sum(1 for k in fake.kernels if (k.owner, k.slug) == (owner, slug))
+            kernel = FakeKernel(owner, slug, version, payload, failure_message=fake.kernel_failure_message,
+                                files=dict(fake.kernel_files), log=fake.kernel_log)
+            fake.kernels.append(kernel)
+        if fake.kernel_runner is not None:
+            kernel.thread = threading.Thread(target=fake.kernel_runner, args=(kernel,), name="fake-notebook",
+                                             daemon=True)
+            kernel.thread.start()
+        self._json({"ref": f"/code/{owner}/{slug}", "url": f"https://www.kaggle.com/code/{owner}/{slug}",
+                    "versionNumber": version, "invalidTags": [], "invalidDatasetSources": [],
+                    "invalidCompetitionSources": [], "invalidKernelSources": [], "invalidModelSources": [],
+                    "kernelId": 4242})
+
+    def api_GetKernelSessionStatus(self, payload):
+        fake = self.server_fake
+        kernel = self._find_kernel(payload)
+        if kernel is None:
+            return self._error(404, "Notebook not found")
+        with fake._lock:
+            scripted = fake.kernel_statuses[0] if fake.kernel_statuses else None
+            if len(fake.kernel_statuses) > 1:
+                fake.kernel_statuses.pop(0)
+        answer = {"status": scripted or kernel.status}
+        if kernel.failure_message and answer["status"] in ("ERROR", "CANCEL_ACKNOWLEDGED"):
+            answer["failureMessage"] = kernel.failure_message
+        self._json(answer)
+
+    def api_ListKernelSessionOutput(self, payload):
+        kernel = self._find_kernel(payload)
+        if kernel is None:
+            return self._error(404, "Notebook not found")
+        names = sorted(kernel.files)
+        start = int(payload.get("pageToken") or 0)
+        size = int(payload.get("pageSize") or 20)
+        page = names[start:start + size]
+        files = [{"fileName": n, "url": KERNEL_OUTPUT_URL.format(owner=kernel.owner, slug=kernel.slug,
+                                                                 version=kernel.version, name=urllib.parse.quote(n))}
+                 for n in page]
+        answer = {"files": files, "nextPageToken": str(start + size) if start + size < len(names) else ""}
+        if kernel.log is not None:
+            answer["log"] = kernel.log
+        self._json(answer)
+
+    def _kernel_output_file(self, path: str):
+        parts = path.split("/", 5)  # '', 'kernels', owner, slug, version, name
+        kernel = None
+        if len(parts) == 6 and parts[4].isdigit():
+            kernel = self._find_kernel({"userName": parts[2], "kernelSlug": parts[3], "versionLabel": f"v{parts[4]}"})
+        name = urllib.parse.unquote(parts[5]) if len(parts) == 6 else ""
+        if kernel is None or name not in kernel.files:
+            return self._error(404, "No such output file")
+        self._send(200, kernel.files[name], "application/octet-stream",
+                   {"Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())})
 
 
 _REASONS = {

@@ -44,7 +44,7 @@ def make_zip(path: Path, files: dict[str, str | bytes]) -> Path:
 
 def copy_project(dest: Path) -> Path:
     """A throwaway copy of the project (code, params, Makefile, sample), sharing this venv."""
-    for name in ("pipeline", "tests"):
+    for name in ("pipeline", "tests", "mk"):
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("Makefile", "params.toml", "pyproject.toml"):
         shutil.copy2(REPO / name, dest / name)

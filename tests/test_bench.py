@@ -1,25 +1,110 @@
-"""`make bench` end to end on the sample, capped at one epoch: it runs, and its table adds up."""
+"""`make bench` on the sample, capped at one epoch: the baseline is a standalone notebook, the
+pipeline runs go through make train's CLIs, the table adds up, and its arguments are honoured or refused."""
 
+import ast
 import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from tests.helpers import copy_project, run, venv_dir
+from tests.helpers import REPO, copy_project, error_line, run, venv_dir
 
 pytestmark = pytest.mark.slow
 
+# Runs the script as __main__, then reports what a notebook could not have had: this project's
+# modules, or TensorFlow's op determinism (which would turn off Keras's XLA auto-compilation).
+RUN_AND_INSPECT = """
+import json, runpy, sys
+sys.argv = ["baseline_notebook.py", *sys.argv[1:]]
+runpy.run_path("baseline_notebook.py", run_name="__main__")
+from tensorflow.python.framework import config as tf_config
+print(json.dumps({"pipeline_modules": sorted(m for m in sys.modules if m.split(".")[0] == "pipeline"),
+                  "determinism": tf_config.is_op_determinism_enabled()}))
+"""
 
-def test_bench_times_each_model_against_the_baseline(tmp_path):
+
+def test_baseline_is_a_standalone_notebook(tmp_path):
+    script = REPO / "pipeline" / "baseline_notebook.py"
+    imported = {alias.name for node in ast.walk(ast.parse(script.read_text())) if isinstance(node, ast.Import)
+                for alias in node.names} | {node.module for node in ast.walk(ast.parse(script.read_text()))
+                                            if isinstance(node, ast.ImportFrom)}
+    assert not [name for name in imported if name.split(".")[0] == "pipeline"], imported
+
+    data, nb = tmp_path / "input", tmp_path / "notebook"
+    nb.mkdir()
+    shutil.copy2(script, nb)  # alone, away from the project
+    data.mkdir()
+    with zipfile.ZipFile(REPO / "data/sample/digit-recognizer-sample.zip") as zf:
+        for name, rows in (("train.csv", 1000), ("test.csv", 200)):  # a cut of the sample: seconds, not minutes
+            with zf.open(name) as f:
+                pd.read_csv(f, nrows=rows).to_csv(data / name, index=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND") and "KAGGLE" not in k}
+    proc = subprocess.run([sys.executable, "-c", RUN_AND_INSPECT, "--data-dir", str(data), "--out", "submission.csv",
+                           "--epochs", "1"], cwd=nb, env=env | {"HOME": str(tmp_path)}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    timings, inspected = lines[-2], lines[-1]
+    assert inspected == {"pipeline_modules": [], "determinism": False}
+    assert timings["backend"] == "tensorflow" and timings["parameters"] == 28_506 and timings["batch_size"] == 32
+    assert (timings["train_rows"], timings["val_rows"], timings["test_rows"]) == (900, 100, 200)
+    assert timings["epochs_run"] == 1 and len(timings["epochs"]) == 1
+    assert 0 < timings["epochs"][0]["elapsed"] <= timings["fit_seconds"] and timings["predict_seconds"] > 0
+    submission = (nb / "submission.csv").read_text().splitlines()
+    assert submission[0] == "ImageId,Label" and len(submission) == 201
+
+    # Its split holds out the very rows the pipeline validates on.
+    from sklearn.model_selection import train_test_split
+
+    from pipeline.modeling.train import split
+
+    y = pd.read_csv(data / "train.csv", usecols=["label"])["label"].to_numpy()
+    _, val_rows = train_test_split(np.arange(len(y)), test_size=0.1, random_state=42, stratify=y)
+    assert np.array_equal(np.sort(val_rows), split(y, 0.1, 42)[1])
+
+
+def test_make_bench_times_the_pipeline_against_the_baseline(tmp_path):
     root = copy_project(tmp_path)
-    proc = run(["make", f"VENV={venv_dir()}", "bench", "BENCH_MODELS=conv_gru mlp", "BENCH_EPOCHS=1"], cwd=root)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = json.loads((root / "bench/results.json").read_text())["rows"]
-    assert [r["name"] for r in rows] == ["baseline (plain Keras, TF, batch 32)", "conv_gru (jax)", "mlp (jax)"]
-    baseline = rows[0]
-    assert baseline["backend"] == "tensorflow" and baseline["batch_size"] == 32
-    for row in rows:
-        assert row["epochs"] == 1 and row["train_seconds"] > 0 and row["peak_mib"] > 100
-        assert row["train_images_per_second"] == pytest.approx(4500 / row["train_seconds"], rel=0.05)
-        assert row["predict_images_per_second"] > 0
+    make = ["make", f"VENV={venv_dir()}", "bench"]
+    proc = run([*make, "BENCH_MODELS=conv_gru", "EPOCHS=1", "PARAMS=train.conv_gru.batch_size=64"], cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    results = json.loads((root / "bench/results.json").read_text())
+    base, pipe = results["rows"]
+    assert (base["kind"], base["backend"], base["batch_size"], base["epochs"]) == ("baseline", "tensorflow", 32, 1)
+    assert (pipe["name"], pipe["backend"], pipe["batch_size"], pipe["epochs"]) == ("conv_gru (jax)", "jax", 64, 1)
+    assert base["parameters"] == pipe["parameters"] == 28_506
+    for row in (base, pipe):
+        assert 0 < row["fit_seconds"] < row["process_seconds"] and row["peak_mib"] > 100
+        assert 0 < row["val_accuracy"] <= 1
+        assert row["fit_x_baseline"] == pytest.approx(row["fit_seconds"] / base["fit_seconds"], abs=1e-3)
+        if row["seconds_to_target"] is not None:
+            assert row["to_target_x_baseline"] == pytest.approx(row["seconds_to_target"] / base["fit_seconds"], abs=1e-3)
+    assert base["fit_x_baseline"] == 1
+    assert results["epochs_cap"] == 1 and results["overrides"] == ["train.conv_gru.batch_size=64"]
+
+    # The pipeline run is a models/<model>-like folder written by the train CLI from its own params.json.
+    run_dir = root / "bench/runs/conv_gru-jax"
+    params = json.loads((run_dir / "params.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (params["batch_size"], params["epochs"]) == (64, 1)
+    assert metrics["train_seconds"] == pipe["fit_seconds"] and metrics["epochs_run"] == 1
+    assert (run_dir / "model.keras").is_file() and (run_dir / "train.stdout").is_file()
+    assert len((root / "bench/runs/baseline/submission.csv").read_text().splitlines()) == 1001
+    assert not (root / "models/conv_gru/metrics.json").exists()  # the user's own models are untouched
+
     table = (root / "bench/results.md").read_text()
-    assert "(1.00x)" in table  # the baseline against itself; every other run as a ratio of it
+    assert "| conv_gru (jax) | jax | 64 | 1 |" in table and "(1.00x)" in table
+
+    # Shorthands that would mean something else here are refused in one line, as is a PARAMS
+    # that would move the pipeline off the baseline's split; nothing is rewritten.
+    before = (root / "bench/results.json").read_bytes()
+    assert "BATCH_SIZE=" in error_line(run([*make, "BATCH_SIZE=64"], cwd=root))
+    assert "data.val_fraction" in error_line(run([*make, "PARAMS=data.val_fraction=0.2"], cwd=root))
+    assert (root / "bench/results.json").read_bytes() == before

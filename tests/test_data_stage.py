@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pipeline import config
-from pipeline.dataset import Source, choose_source
+from pipeline.datasource import Source, choose_source
 from pipeline.errors import PipelineError
 from tests.helpers import (TRAIN_HEADER, competition_files, copy_project, csv_text, digits_table,
                            error_line, make_zip, run_module)
@@ -76,7 +76,7 @@ def test_good_zip_installs_the_files_and_the_manifest(tmp_path):
     proc = run_module("pipeline.dataset", "--data", str(zip_path), cwd=root)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((root / "data/raw/source.json").read_text())
-    assert manifest["origin"] == "local" and manifest["competition"] is False
+    assert manifest["origin"] == "local" and manifest["from_kaggle"] is False
     assert manifest["rows"] == {"train": 40, "test": 15}
     assert sorted(p.name for p in (root / "data/raw").iterdir()) == sorted([*config.RAW_FILES, "arrays.npz", "source.json"])
 

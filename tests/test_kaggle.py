@@ -1,4 +1,4 @@
-"""pipeline.kaggle_client and pipeline.history against a fake Kaggle API, through the real kaggle client."""
+"""pipeline.kaggle_client and pipeline.submissions against a fake Kaggle API, through the real kaggle client."""
 
 from __future__ import annotations
 
@@ -224,8 +224,8 @@ def test_limits_follow_submissions(fake_kaggle, csv_file):
     assert [r["description"] for r in kaggle_client.submissions()] == ["last one today"]
 
 
-def run_history(env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.history"], cwd=ROOT, env=env,
+def run_submissions(env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.submissions"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -233,7 +233,7 @@ def test_history_cli_prints_a_table(fake_kaggle, kaggle_env):
     fake_kaggle.add_submission(1, "2024-05-01T08:00:00Z", "seed model", public_score="0.97000")
     fake_kaggle.add_submission(2, "2024-05-02T09:15:00Z", "conv_gru, 30 epochs", public_score="0.99214")
 
-    result = run_history(kaggle_env)
+    result = run_submissions(kaggle_env)
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -244,7 +244,7 @@ def test_history_cli_prints_a_table(fake_kaggle, kaggle_env):
 
 
 def test_history_cli_with_no_submissions(fake_kaggle, kaggle_env):
-    result = run_history(kaggle_env)
+    result = run_submissions(kaggle_env)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"no submissions to {config.COMPETITION} yet\n"
@@ -253,7 +253,7 @@ def test_history_cli_with_no_submissions(fake_kaggle, kaggle_env):
 def test_history_cli_error_is_one_line(fake_kaggle, kaggle_env):
     fake_kaggle.status["*"] = 401
 
-    result = run_history(kaggle_env)
+    result = run_submissions(kaggle_env)
 
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("error: Kaggle rejected your credentials (HTTP 401)")

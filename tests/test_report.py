@@ -10,7 +10,7 @@ import pytest
 from helpers import REPO, run_module
 from pipeline import report
 from pipeline.errors import PipelineError
-from pipeline.features import save_npz
+from pipeline.files import save_npz
 
 N_TRAIN, N_VAL = 80, 50
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -134,8 +134,11 @@ def test_top_confusions_are_the_largest_off_diagonal_cells(fake):
 
 def test_curves_plot_train_and_validation_per_epoch(fake):
     history = fake["metrics"]["history"]
-    fig = report.plot_curves(history, "fake", best_epoch=2)
+    fig = report.plot_curves(history, "fake")
     loss_ax, acc_ax = fig.axes[:2]
+    # The model keeps its last epoch: no "best epoch" line, the title names the last one.
+    assert "best" not in fig._suptitle.get_text() and "last epoch, 3" in fig._suptitle.get_text()
+    assert all(l.get_label() in ("train", "validation") for ax in (loss_ax, acc_ax) for l in ax.get_lines())
     for ax, key in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         lines = {l.get_label(): l for l in ax.get_lines()}
         np.testing.assert_array_equal(lines["train"].get_xdata(), [1, 2, 3])  # 1-based epochs
@@ -194,6 +197,8 @@ def test_build_report_writes_a_consistent_page(fake):
     assert saved["top_confusions"][0] == {"true": 3, "pred": 5, "count": 3}
     assert "3 → 5: 3 times" in page
     assert "<table" in page and "http" not in page  # self-contained: nothing fetched from the web
+    assert "best epoch" not in page.lower() and "best-epoch" not in page.lower()
+    assert "validation split, 50 rows" in page and "out-of-fold" not in page
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
@@ -242,3 +247,80 @@ def test_cli_runs_headless_in_a_subprocess(fake, tmp_path):
     assert "validation accuracy 76.00%" in proc.stdout
     for name in report.IMAGES:
         png_size(fake["out"] / name)
+
+
+# ---------------------------------------------------------------- a cross-validated run (--cv)
+
+
+@pytest.fixture
+def fake_cv(tmp_path):
+    """PIPELINE_OUT=tmp_path/out: data/processed/train.npz and models/fake/cv/{oof.npz,metrics.json}
+    with out-of-fold predictions of every one of the N_TRAIN rows (4 folds)."""
+    out = tmp_path / "out"
+    rng = np.random.default_rng(2)
+    x = rng.random((N_TRAIN, 28, 28)).astype(np.float32)
+    y = (np.arange(N_TRAIN) % 10).astype(np.uint8)
+    wrong = {**WRONG, 60: (1, 0.95), 75: (0, 0.45)}  # rows beyond the old validation range too
+    proba = fake_proba(y.astype(int), wrong, seed=3)
+    fold = np.arange(N_TRAIN) % 4
+    save_npz(out / "data/processed/train.npz", x=x, y=y)
+    cv_dir = out / "models/fake/cv"
+    save_npz(cv_dir / "oof.npz", index=np.arange(N_TRAIN), y_true=y, proba=proba, fold=fold,
+             test_proba=fake_proba(np.zeros(7, int), {}))
+    history = [{"epoch": e, "accuracy": a, "loss": l, "val_accuracy": va, "val_loss": vl, "epoch_seconds": 0.5}
+               for e, (a, l, va, vl) in enumerate([(0.6, 1.2, 0.7, 0.9), (0.8, 0.5, 0.75, 0.7), (0.9, 0.3, 0.8, 0.6)])]
+    acc = float((proba.argmax(1) == y).mean())
+    metrics = {"model": "fake", "cv": {"folds": 4, "seed": 42}, "oof_accuracy": acc, "oof_ci95": [0.7, 0.9],
+               "oof_log_loss": 0.5, "fold_accuracy": [float((proba.argmax(1) == y)[fold == f].mean()) for f in range(4)],
+               "n_rows": N_TRAIN, "parameters": 1234, "seconds_per_epoch": 0.5, "train_seconds": 6.0,
+               "params": {"model": "fake", "epochs": 3}, "params_hash": "abcd1234", "data_sha256": "d" * 64,
+               "folds_sha256": "f" * 64, "predictions_sha256": "p" * 64, "backend": "jax", "history": history}
+    (cv_dir / "metrics.json").write_text(json.dumps(metrics))
+    env = {"PYTHONPATH": str(REPO), "PIPELINE_OUT": str(out), "DISPLAY": "", "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    return dict(out=out, cv_dir=cv_dir, y=y.astype(int), proba=proba, n_wrong=len(wrong), env=env, acc=acc)
+
+
+def test_cv_report_covers_every_labelled_row_out_of_fold(fake_cv, tmp_path):
+    proc = run_module("pipeline.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = fake_cv["out"] / "reports/fake-cv"
+    assert f"out-of-fold accuracy {fake_cv['acc']:.2%} (all {N_TRAIN} rows)" in proc.stdout
+    assert str(out / "index.html") in proc.stdout
+    saved = json.loads((out / "report.json").read_text())
+    cm = np.array(saved["confusion"])
+    assert saved["evaluation"] == "out-of-fold" and saved["val_size"] == N_TRAIN == cm.sum()
+    np.testing.assert_array_equal(cm, report.confusion(fake_cv["y"], fake_cv["proba"].argmax(1)))
+    assert saved["n_errors"] == fake_cv["n_wrong"] == len(saved["errors_shown"])
+    assert {e["row"] for e in saved["errors_shown"]} == {*WRONG, 60, 75}  # rows of train.csv, all of them
+    assert saved["accuracy"] == pytest.approx(fake_cv["acc"])
+    lo, hi = saved["accuracy_ci95"]
+    assert lo < saved["accuracy"] < hi
+    for name in report.IMAGES:
+        png_size(out / name)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert f"out-of-fold, all {N_TRAIN} rows" in page and "validation split" not in page
+    assert "best epoch" not in page.lower()
+    assert "accuracy per fold" in page and "The model is its last epoch (3 of 3)" in page
+    assert "held-out accuracy was still rising at the end" in page
+
+
+def test_cv_report_without_a_cv_run_names_the_make_target(fake_cv, tmp_path):
+    (fake_cv["cv_dir"] / "oof.npz").unlink()
+    proc = run_module("pipeline.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "oof.npz is missing: run `make cv MODEL=fake` first" in proc.stderr
+
+
+def test_cv_report_of_a_blend_has_no_curves_but_every_row(fake_cv, tmp_path):
+    blend_dir = fake_cv["out"] / "models/blend/cv"
+    blend_dir.parent.mkdir(parents=True)
+    fake_cv["cv_dir"].rename(blend_dir)
+    metrics = json.loads((blend_dir / "metrics.json").read_text()) | {"model": "blend", "history": [],
+                                                                        "weights": {"cnn": 0.75, "lstm": 0.25}}
+    (blend_dir / "metrics.json").write_text(json.dumps(metrics))
+    summary = report.build_report(blend_dir, fake_cv["out"] / "data/processed/train.npz", tmp_path / "r", "blend",
+                                  cv=True)
+    assert summary["val_size"] == N_TRAIN and summary["training"]["epochs_run"] is None
+    png_size(tmp_path / "r/curves.png")
+    page = (tmp_path / "r/index.html").read_text(encoding="utf-8")
+    assert f"out-of-fold, all {N_TRAIN} rows" in page and "cnn 0.750, lstm 0.250" in page

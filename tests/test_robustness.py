@@ -98,14 +98,14 @@ def test_a_model_for_other_inputs_is_refused(tmp_path):
         load_model(path)
 
 
-PROV = {"submission": "submission.csv", "submission_sha256": "s1", "model": "conv_gru", "model_sha256": "m1",
-        "data": {"test_sha256": "t1", "origin": "kaggle-api", "competition": True, "path": "x.zip"}}
+PROV = {"submission": "submission.csv", "submission_sha256": "s1", "model": "conv_gru", "predicted_by": "models/conv_gru/model.keras", "predicted_by_sha256": "m1",
+        "data": {"test_sha256": "t1", "origin": "kaggle-api", "from_kaggle": True, "path": "x.zip"}}
 SOURCE = {"sha256": {"test.csv": "t1"}}
 
 
 @pytest.mark.parametrize("sub, model, test, fragment", [
     ("s2", "m1", "t1", "changed after it was predicted"),
-    ("s1", "m2", "t1", "predicted by an older conv_gru model"),
+    ("s1", "m2", "t1", "predicted by an older conv_gru"),
     ("s1", "m1", "t2", "predicted from a different test.csv"),
 ])
 def test_submission_is_refused_unless_its_provenance_matches(sub, model, test, fragment):
@@ -120,7 +120,7 @@ def test_matching_provenance_passes():
 def test_only_kaggle_data_with_credentials_is_uploaded():
     assert upload_refusal(PROV, credentials=True) is None
     assert "no Kaggle credentials" in upload_refusal(PROV, credentials=False)
-    local = PROV | {"data": PROV["data"] | {"origin": "local", "competition": False}}
+    local = PROV | {"data": PROV["data"] | {"origin": "local", "from_kaggle": False}}
     assert "local data (x.zip)" in upload_refusal(local, credentials=True)
-    sample = PROV | {"data": PROV["data"] | {"origin": "sample", "competition": False}}
+    sample = PROV | {"data": PROV["data"] | {"origin": "sample", "from_kaggle": False}}
     assert "demo sample" in upload_refusal(sample, credentials=True)

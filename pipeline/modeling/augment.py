@@ -1,8 +1,8 @@
 """On-the-fly augmentation as one batched affine warp inside the compiled training step.
 
-Keras's RandomRotation/RandomZoom/RandomTranslation chain three warps and were measured at
-400 ms a step on a GPU under JAX; this layer draws one rotation+zoom+shift matrix per image
-and warps the whole batch in a single `keras.ops.image.affine_transform` call.
+Keras's RandomRotation/RandomZoom/RandomTranslation would chain three warps, each interpolating
+the image again; this layer draws one rotation+zoom+shift matrix per image and warps the whole
+batch in a single `keras.ops.image.affine_transform` call.
 """
 
 import math

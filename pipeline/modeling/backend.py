@@ -6,12 +6,42 @@ oneDNN convolutions run the CNN ~3x faster than XLA's. KERAS_BACKEND, when set,
 wins; a preferred backend that is not installed falls back to one that is.
 """
 
+import contextlib
 import importlib.util
 import os
+import sys
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send file descriptor 2 to /dev/null for a while: TensorFlow's C++ start-up lines
+    ("Could not find cuda drivers", "failed call to cuInit ... (303)", oneDNN and CPU-feature
+    notes) are written there before any logging setting is read, so no variable silences them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _load_tensorflow_quietly() -> None:
+    """Keras imports TensorFlow whenever it is installed (to serialize models, for TensorBoard), even
+    under JAX: do it here, with its device probe, so a run prints only the pipeline's own lines.
+    A failed import still raises its Python error."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return
+    with quiet_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 def init(seed: int | None = None, preferred: str = "jax") -> str:
-    """Pick the backend, quiet TensorFlow's C++ logging, seed every RNG; returns the backend."""
+    """Pick the backend, quiet TensorFlow's start-up, seed every RNG; returns the backend."""
     if "KERAS_BACKEND" not in os.environ:
         installed = [b for b in (preferred, "jax", "tensorflow") if importlib.util.find_spec(b)]
         os.environ["KERAS_BACKEND"] = installed[0] if installed else preferred
@@ -19,6 +49,7 @@ def init(seed: int | None = None, preferred: str = "jax") -> str:
     from pipeline.modeling import distribute
 
     distribute.split_cpu_before_import()
+    _load_tensorflow_quietly()
     import keras
 
     if seed is not None:
@@ -29,3 +60,26 @@ def init(seed: int | None = None, preferred: str = "jax") -> str:
 
             tf.config.experimental.enable_op_determinism()
     return keras.backend.backend()
+
+
+def devices() -> str:
+    """What Keras will compute on, in words: 'cpu' or e.g. '2 x gpu (Tesla T4)'."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        found = jax.devices()
+        kinds = sorted({getattr(d, "device_kind", d.platform) for d in found})
+        return f"{len(found)} x {found[0].platform} ({', '.join(kinds)})"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return f"{len(gpus)} x gpu" if gpus else "cpu"
+    if backend == "torch":
+        import torch
+
+        return f"{torch.cuda.device_count()} x gpu ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    return backend

@@ -17,8 +17,7 @@ import numpy as np
 
 from pipeline import config, provenance
 from pipeline.errors import PipelineError, cli
-from pipeline.features import load_npz, save_npz
-from pipeline.files import atomic_path, read_json, sha256_file, write_json
+from pipeline.files import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
 
 ENSEMBLE_DIR = config.model_dir("ensemble")
 
@@ -104,7 +103,6 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="command", required=True)
     member = sub.add_parser("member", help="train member i")
     member.add_argument("--index", type=int, required=True)
-    member.add_argument("--quiet", action="store_true")
     together = sub.add_parser("assemble", help="average members 1..N into models/ensemble/model.keras")
     together.add_argument("--members", type=int, required=True)
     args = ap.parse_args(argv)
@@ -116,7 +114,7 @@ def main(argv=None):
         p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)
         backend.init(p["seed"], p["backend"])
         m = train_model(p, member_dir(args.index), config.PROCESSED_DIR / "train.npz",
-                        log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}", verbose=0 if args.quiet else 2)
+                        log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}")
         print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): {accuracy_note(m)}")
     else:
         if args.members < 1:

@@ -13,7 +13,13 @@ def _keras():
     return keras
 
 
-def conv_gru(x):
+def _seed(seed, i):
+    """A dropout layer's own seed. Explicit, because a layer built with seed=None draws one when it
+    is built, and again (differently) when a checkpoint is loaded: a resumed run would diverge."""
+    return None if seed is None else seed * 100 + i
+
+
+def conv_gru(x, seed=None):
     """The study's encoder-decoder: 28,506 parameters with the old GRU (reset_after=False)."""
     layers = _keras().layers
     x = layers.Conv1D(32, 3, activation="relu", name="conv1")(x)
@@ -24,24 +30,24 @@ def conv_gru(x):
     return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
 
 
-def lstm(x):
+def lstm(x, seed=None):
     """The study's LSTM reading one 28-pixel row per step."""
     layers = _keras().layers
     x = layers.LSTM(128, name="lstm")(x)
     return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
 
 
-def mlp(x):
+def mlp(x, seed=None):
     """Two hidden layers with dropout on the 784 pixels: the study's 93.68% undersold it."""
     layers = _keras().layers
     x = layers.Flatten(name="pixels")(x)
     for i in (1, 2):
         x = layers.Dense(512, activation="relu", name=f"hidden{i}")(x)
-        x = layers.Dropout(0.2, name=f"dropout{i}")(x)
+        x = layers.Dropout(0.2, seed=_seed(seed, i), name=f"dropout{i}")(x)
     return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
 
 
-def cnn(x, width=16):
+def cnn(x, width=16, seed=None):
     """The VGG-like CNN behind the best public Digit Recognizer ensembles (conv blocks with
     BatchNorm, a strided 5x5 conv in place of pooling, heavy dropout). Blocks of `width` and
     2 x `width` filters: the public kernels use 32; 16 is the default (params.toml says why)."""
@@ -53,12 +59,12 @@ def cnn(x, width=16):
                               use_bias=False, name=f"conv{block}_{i}")(x)
             x = layers.BatchNormalization(name=f"bn{block}_{i}")(x)
             x = layers.Activation("relu", name=f"relu{block}_{i}")(x)
-        x = layers.Dropout(0.4, name=f"dropout{block}")(x)
+        x = layers.Dropout(0.4, seed=_seed(seed, block), name=f"dropout{block}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(128, use_bias=False, name="dense")(x)
     x = layers.BatchNormalization(name="bn_dense")(x)
     x = layers.Activation("relu", name="relu_dense")(x)
-    x = layers.Dropout(0.4, name="dropout_dense")(x)
+    x = layers.Dropout(0.4, seed=_seed(seed, 3), name="dropout_dense")(x)
     return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
 
 
@@ -73,4 +79,4 @@ def build_model(name: str, augment: bool = False, seed: int | None = None, **opt
 
     inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE), name="rows")
     x = RandomAffine(seed=seed, name="augment")(inputs) if augment else inputs
-    return keras.Model(inputs, MODELS[name](x, **options), name=name)
+    return keras.Model(inputs, MODELS[name](x, seed=seed, **options), name=name)

@@ -1,7 +1,9 @@
 """Stage 4, predict: the saved model's labels for test.csv, written as a checked submission.
 
-Writes submissions/submission.csv (submission-<model>.csv for other models) and, beside it,
-<name>.json: the provenance `make submit` checks before any upload.
+Writes submissions/submission.csv (submission-<model>.csv for other models; with --cv the mean of
+a cross-validation run's fold models, submission-<model>-cv.csv) and, beside it, <name>.json:
+the provenance `make submit` checks before any upload. Inside a Kaggle notebook the file is also
+copied to <kaggle root>/working/submission.csv, which the notebook's Submit button takes.
 """
 
 import argparse
@@ -13,8 +15,7 @@ import pandas as pd
 
 from pipeline import config, csvcheck, provenance
 from pipeline.errors import PipelineError, cli
-from pipeline.features import load_npz
-from pipeline.files import atomic_path, read_json, sha256_file, write_json
+from pipeline.files import atomic_path, load_npz, read_json, sha256_file, write_json
 
 
 def load_model(path: Path):
@@ -39,9 +40,28 @@ def load_model(path: Path):
     return model
 
 
-def predict_labels(model, x: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+# Test-time augmentation: the image itself and its four 1-pixel shifts (rows, columns).
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(N, 28, 28) images moved by (dy, dx) pixels, blank where they move in from outside."""
+    out = np.zeros_like(x)
+    h, w = x.shape[1:]
+    out[:, max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = x[:, max(-dy, 0): h + min(-dy, 0),
+                                                                       max(-dx, 0): w + min(-dx, 0)]
+    return out
+
+
+def predict_proba(model, x: np.ndarray, tta: bool = False, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities for (N, 28, 28) images; with `tta`, their mean over TTA_SHIFTS."""
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    return np.mean([model.predict(shift(x, dy, dx), batch_size=batch_size, verbose=0) for dy, dx in shifts], axis=0)
+
+
+def predict_labels(model, x: np.ndarray, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) for a batch of (N, 28, 28) images."""
-    proba = model.predict(x, batch_size=batch_size, verbose=0)
+    proba = predict_proba(model, x, tta)
     return proba.argmax(axis=1).astype(np.int64), proba
 
 
@@ -58,37 +78,65 @@ def write_submission(path: Path, labels: np.ndarray, n_test: int) -> None:
         csvcheck.read_submission(tmp, n_expected=n_test)
 
 
+def write_outputs(out: Path, labels: np.ndarray, model: str, predicted_by: Path, record: dict) -> None:
+    """The checked submission, its provenance beside it, and the notebook's copy."""
+    source = read_json(config.RAW_DIR / "source.json")
+    write_submission(out, labels, n_test=source["rows"]["test"])
+    write_json(out.with_suffix(".json"), {
+        "submission": out.name,
+        "submission_sha256": sha256_file(out),
+        "model": model,
+        # The file the labels came from (a model, or a CV run's predictions): `make submit` checks it.
+        "predicted_by": str(predicted_by.relative_to(config.OUT)),
+        "predicted_by_sha256": sha256_file(predicted_by),
+        **record,
+        "data": {"origin": source["origin"], "from_kaggle": source["from_kaggle"], "path": source["path"],
+                 "test_sha256": source["sha256"]["test.csv"], "train_sha256": source["sha256"]["train.csv"]},
+        "provenance": provenance.collect(),
+    })
+    if config.IN_NOTEBOOK:
+        with atomic_path(config.NOTEBOOK_SUBMISSION) as tmp:
+            tmp.write_bytes(out.read_bytes())
+    counts = np.bincount(labels, minlength=config.N_CLASSES)
+    print(f"{out}: {len(labels):,} predictions from {model} (labels 0-9: {' '.join(map(str, counts))})")
+
+
+def predict_single(model_name: str) -> None:
+    from pipeline.modeling import backend
+
+    model_dir = config.model_dir(model_name)
+    metrics = read_json(model_dir / "metrics.json")
+    tta = read_json(model_dir / "predict.json")["tta"]
+    backend.init(preferred=metrics["backend"])  # the backend it trained fastest on predicts fastest too
+    model = load_model(model_dir / "model.keras")
+    labels, _ = predict_labels(model, load_npz(config.PROCESSED_DIR / "test.npz")["x"], tta)
+    write_outputs(config.submission_path(model_name), labels, model_name, model_dir / "model.keras", {
+        "val_accuracy": metrics.get("val_accuracy"),
+        "split_val_accuracy": metrics.get("split_val_accuracy"),  # a full-data model: its settings' split result
+        "tta": tta, "params": metrics["params"], "params_hash": metrics["params_hash"]})
+
+
+def predict_cv(model_name: str) -> None:
+    """The mean of the fold models' test probabilities, computed by the CV run (oof.npz)."""
+    cv_dir = config.cv_dir(model_name)
+    metrics = read_json(cv_dir / "metrics.json")
+    test_proba = load_npz(cv_dir / "oof.npz")["test_proba"]
+    write_outputs(config.submission_path(model_name, cv=True), test_proba.argmax(axis=1).astype(np.int64),
+                  model_name, cv_dir / "oof.npz", {
+                      "oof_accuracy": metrics["oof_accuracy"], "oof_ci95": metrics["oof_ci95"],
+                      "folds": metrics["cv"]["folds"], "params": metrics["params"], "params_hash": metrics["params_hash"]})
+
+
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="conv_gru")
+    ap.add_argument("--cv", action="store_true", help="the cross-validation run's fold-averaged prediction")
     args = ap.parse_args(argv)
-    from pipeline.modeling import backend
-
-    model_dir = config.model_dir(args.model)
-    metrics = read_json(model_dir / "metrics.json")
-    backend.init(preferred=metrics["backend"])  # the backend it trained fastest on predicts fastest too
-    model = load_model(model_dir / "model.keras")
-    x = load_npz(config.PROCESSED_DIR / "test.npz")["x"]
-    labels, _ = predict_labels(model, x)
-    out = config.submission_path(args.model)
-    write_submission(out, labels, n_test=len(x))
-    source = read_json(config.RAW_DIR / "source.json")
-    write_json(out.with_suffix(".json"), {
-        "submission": out.name,
-        "submission_sha256": sha256_file(out),
-        "model": args.model,
-        "model_sha256": sha256_file(model_dir / "model.keras"),
-        "val_accuracy": metrics.get("val_accuracy"),
-        "split_val_accuracy": metrics.get("split_val_accuracy"),  # a full-data model: its settings' split result
-        "params": metrics["params"],
-        "params_hash": metrics["params_hash"],
-        "data": {"origin": source["origin"], "competition": source["competition"], "path": source["path"],
-                 "test_sha256": source["sha256"]["test.csv"], "train_sha256": source["sha256"]["train.csv"]},
-        "provenance": provenance.collect(),
-    })
-    counts = np.bincount(labels, minlength=config.N_CLASSES)
-    print(f"{out}: {len(labels):,} predictions from {args.model} (labels 0-9: {' '.join(map(str, counts))})")
+    if args.cv or args.model == "blend":
+        predict_cv(args.model)
+    else:
+        predict_single(args.model)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
-"""Stage 3, train: fit one model on the fixed split, keep the best epoch, write its metrics.
+"""Stage 3, train: fit one model on the fixed split, keep its last epoch, write its metrics.
 
 Outputs in models/<model>/: model.keras, metrics.json (validation accuracy and loss, history,
 seconds per epoch, parameter count, the params used, data hash, provenance) and
-val_predictions.npz (the validation rows' probabilities, for reports and ensembles).
-A killed run resumes from its last finished epoch (Keras BackupAndRestore) on the next call.
+val_predictions.npz (the validation rows' probabilities, for reports).
+
+No choice is made on the validation rows: the model is the one its last epoch left (the learning
+rate decays to zero, so there is nothing to pick), and the validation accuracy is measured on it.
+A killed run resumes from its last finished epoch and ends with the same weights as an
+uninterrupted one (the checkpoint holds weights, optimizer and random-generator state, and each
+epoch's shuffle is drawn from the seed and the epoch number).
 """
 
 import argparse
@@ -16,8 +21,7 @@ import numpy as np
 
 from pipeline import config, params as params_mod, provenance
 from pipeline.errors import PipelineError, cli
-from pipeline.features import load_npz, save_npz
-from pipeline.files import atomic_path, read_json, sha256_file, write_json
+from pipeline.files import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
 
 
 def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,69 +36,99 @@ def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarra
     return np.sort(tr), np.sort(va)
 
 
-def make_callbacks(work_dir: Path, log_dir: Path | None, has_val: bool):
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        """Adds epoch_seconds to the logs (first, so CSVLogger records it)."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs["epoch_seconds"] = time.perf_counter() - self.start
-
-    callbacks = [
-        EpochTimer(),
-        # Survives SIGINT/SIGTERM/kill: the next run restarts from the last finished epoch.
-        keras.callbacks.BackupAndRestore(str(work_dir / "backup")),
-        keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(str(work_dir / "best.keras"), monitor="val_accuracy" if has_val else "loss",
-                                        mode="max" if has_val else "min", save_best_only=True),
-    ]
-    # TensorBoard's writer is TensorFlow's: log only where it is installed (a JAX-only GPU box has none).
-    if log_dir is not None and importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard"):
-        callbacks.append(keras.callbacks.TensorBoard(str(log_dir)))
-    return callbacks
-
-
 def compile_model(model, p: dict, n_train: int):
     """Adam on a 10% linear warm-up then cosine decay to zero: large steps early, a settled model
-    at the end. `constant_lr` (the benchmark's plain baseline) skips the schedule."""
+    at the end (which is why the last epoch is the one kept)."""
     import keras
 
-    if "constant_lr" in p:
-        lr = p["constant_lr"]
-    else:
-        steps = p["epochs"] * int(np.ceil(n_train / p["batch_size"]))
-        lr = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10)
+    steps = p["epochs"] * int(np.ceil(n_train / p["batch_size"]))
+    lr = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, verbose=2):
-    """Train `p["model"]` and return (best model, history rows, replicas). Arrays in, model out."""
+def tensorboard_callbacks(log_dir: Path | None) -> list:
     import keras
 
-    from pipeline.modeling import distribute
+    # TensorBoard's writer is TensorFlow's: log only where it is installed (a JAX-only GPU box has none).
+    if log_dir is not None and importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard"):
+        return [keras.callbacks.TensorBoard(str(log_dir))]
+    return []
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Epoch `epoch`'s shuffle, a function of (seed, epoch) alone, so a resumed run draws the same."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def _rng_variables(model) -> list:
+    """The random generators' states (dropout, augmentation). A .keras file leaves them out, so a
+    checkpoint keeps them beside it: without them a resumed run draws other masks and warps."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _resume_point(work_dir: Path) -> tuple[list[dict], list, Path | None]:
+    """(history so far, generator states, checkpoint after its last epoch) of an interrupted run."""
+    state = work_dir / "state.json"
+    if not state.exists():
+        return [], [], None
+    saved = read_json(state)
+    return saved["history"], saved["rng"], work_dir / f"epoch-{len(saved['history'])}.keras"
+
+
+def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, verbose=2):
+    """Train `p["model"]` for p["epochs"] epochs; returns (model after its last epoch, history rows,
+    replicas). Arrays in, model out. After every epoch the model is checkpointed in work_dir, then
+    state.json names that epoch; a rerun with the same work_dir continues from there."""
+    import keras
+
+    from pipeline.modeling import backend, distribute
     from pipeline.modeling.models import build_model
 
-    keras.utils.set_random_seed(p["seed"])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    history, rng, checkpoint = _resume_point(work_dir)
     context, replicas = distribute.scope(p.get("distribute", False))
     with context:
-        model = compile_model(build_model(p["model"], augment=p["augment"], seed=p["seed"], **params_mod.architecture(p)), p, len(x))
-    if not (work_dir / "backup").exists():
-        (work_dir / "history.csv").unlink(missing_ok=True)  # a fresh run, not a resumed one
-    has_val = x_val is not None
-    model.fit(x, y, batch_size=p["batch_size"], epochs=p["epochs"], shuffle=True,
-              validation_data=(x_val, y_val) if has_val else None,
-              callbacks=make_callbacks(work_dir, log_dir, has_val), verbose=verbose)
-    import pandas as pd
+        if checkpoint is not None:
+            from pipeline.modeling import augment  # noqa: F401  (registers RandomAffine for loading)
 
-    history = pd.read_csv(work_dir / "history.csv").to_dict("records")
-    best = keras.saving.load_model(work_dir / "best.keras")
-    return best, history, replicas
+            model = keras.saving.load_model(checkpoint)
+            for variable, value in zip(_rng_variables(model), rng, strict=True):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
+            print(f"resuming {p['model']} after epoch {len(history)} of {p['epochs']} ({work_dir})", flush=True)
+        else:
+            keras.utils.set_random_seed(p["seed"])
+            model = build_model(p["model"], augment=p["augment"], seed=p["seed"], **params_mod.architecture(p))
+            model = compile_model(model, p, len(x))
+    callbacks = tensorboard_callbacks(log_dir)
+    validation = (x_val, y_val) if x_val is not None else None
+    if verbose:
+        print(f"training {p['model']} on {len(x):,} rows: {backend.devices()}, {replicas} replica(s), "
+              f"backend {keras.backend.backend()}", flush=True)
+    for epoch in range(len(history), p["epochs"]):
+        order = epoch_order(len(x), p["seed"], epoch)
+        start = time.perf_counter()
+        logs = model.fit(x[order], y[order], batch_size=p["batch_size"], initial_epoch=epoch, epochs=epoch + 1,
+                         shuffle=False, validation_data=validation, callbacks=callbacks, verbose=0).history
+        history.append({"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()},
+                        "epoch_seconds": time.perf_counter() - start})
+        if verbose:
+            print(progress_line(history[-1], p["epochs"]), flush=True)
+        saved = work_dir / f"epoch-{epoch + 1}.keras"
+        with atomic_path(saved, suffix=".keras") as tmp:
+            model.save(tmp)
+        rng = [np.asarray(v).tolist() for v in _rng_variables(model)]
+        write_json(work_dir / "state.json", {"history": history, "rng": rng})  # a resume now starts here
+        (work_dir / f"epoch-{epoch}.keras").unlink(missing_ok=True)
+    return model, history, replicas
+
+
+def progress_line(row: dict, epochs: int) -> str:
+    """'epoch  3/20  loss 0.0812  accuracy 97.51%  val_loss 0.0634  val_accuracy 98.02%  1.9 s'"""
+    shown = "  ".join(f"{k} {v:.2%}" if k.endswith("accuracy") else f"{k} {v:.4f}"
+                      for k, v in row.items() if k not in ("epoch", "epoch_seconds"))
+    return f"epoch {row['epoch'] + 1:>2}/{epochs}  {shown}  {row['epoch_seconds']:.1f} s"
 
 
 def summarize(model, history, p, x_val, y_val, seconds) -> tuple[dict, np.ndarray | None]:
@@ -103,8 +137,7 @@ def summarize(model, history, p, x_val, y_val, seconds) -> tuple[dict, np.ndarra
     if x_val is not None:
         loss, acc = model.evaluate(x_val, y_val, batch_size=1024, verbose=0)
         proba = model.predict(x_val, batch_size=1024, verbose=0)
-        metrics |= {"val_accuracy": float(acc), "val_loss": float(loss), "val_size": int(len(y_val)),
-                    "best_epoch": int(np.argmax([h["val_accuracy"] for h in history])) + 1}
+        metrics |= {"val_accuracy": float(acc), "val_loss": float(loss), "val_size": int(len(y_val))}
     epoch_seconds = [h["epoch_seconds"] for h in history]
     metrics |= {
         "epochs_run": len(history),
@@ -115,6 +148,18 @@ def summarize(model, history, p, x_val, y_val, seconds) -> tuple[dict, np.ndarra
         "history": history,
     }
     return metrics, proba
+
+
+def work_dir_for(out_dir: Path, p: dict, rows: np.ndarray) -> Path:
+    """The resumable state of an interrupted run, keyed on everything that shapes the weights: the
+    params, the data and the training rows. Any other key's leftovers are stale and removed."""
+    key = params_mod.short_hash({"params": p, "data": provenance.data_sha256(),
+                                 "rows": params_mod.short_hash(np.asarray(rows).tolist())})
+    work_dir = out_dir / f".work-{key}"
+    for stale in out_dir.glob(".work-*"):
+        if stale != work_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+    return work_dir
 
 
 def quoted_split_accuracy(out_dir: Path, p: dict, as_split_run: dict, **same) -> float | None:
@@ -134,6 +179,13 @@ def quoted_split_accuracy(out_dir: Path, p: dict, as_split_run: dict, **same) ->
     return None
 
 
+def train_rows(p: dict, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training rows, validation rows or None for a full-data model)."""
+    if p.get("full_data"):
+        return np.arange(len(y)), None
+    return split(y, p["data"]["val_fraction"], p["data"]["split_seed"])
+
+
 def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = None, verbose=2) -> dict:
     """Everything `make train` does for one model: split, fit, save atomically, write metrics."""
     from pipeline.modeling import backend
@@ -141,18 +193,9 @@ def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = 
     backend_name = backend.init(p["seed"], p["backend"])
     data = load_npz(data_path)
     x, y = data["x"], data["y"]
-    quoted = None
-    if p.get("full_data"):
-        tr, va = np.arange(len(y)), None
-        quoted = quoted_split_accuracy(out_dir, p, {**p, "full_data": False})
-    else:
-        tr, va = split(y, p["data"]["val_fraction"], p["data"]["split_seed"])
-    # The resumable state of an interrupted run, kept per parameter set: changed params start afresh.
-    work_dir = out_dir / f".work-{params_mod.short_hash(p)}"
-    for stale in out_dir.glob(".work-*"):
-        if stale != work_dir:
-            shutil.rmtree(stale, ignore_errors=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    tr, va = train_rows(p, y)
+    quoted = quoted_split_accuracy(out_dir, p, {**p, "full_data": False}) if va is None else None
+    work_dir = work_dir_for(out_dir, p, tr)
     x_val, y_val = (x[va], y[va]) if va is not None else (None, None)
     start = time.perf_counter()
     model, history, replicas = fit(x[tr], y[tr], p, work_dir, x_val, y_val, log_dir=log_dir, verbose=verbose)
@@ -167,7 +210,7 @@ def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = 
         if quoted is not None:
             metrics["split_val_accuracy"] = quoted
     with atomic_path(out_dir / "model.keras") as tmp:
-        shutil.copyfile(work_dir / "best.keras", tmp)
+        shutil.copyfile(work_dir / f"epoch-{len(history)}.keras", tmp)
     metrics["model_sha256"] = sha256_file(out_dir / "model.keras")
     write_json(out_dir / "metrics.json", metrics)  # last: Make's target, written only on success
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -187,12 +230,11 @@ def accuracy_note(metrics: dict) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="conv_gru")
-    ap.add_argument("--params", type=Path, help="resolved params (default: models/<model>/params.json)")
-    ap.add_argument("--out", type=Path, help="output folder (default: models/<model>)")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--out", type=Path, help="output folder holding params.json (default: models/<model>)")
+    ap.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     args = ap.parse_args(argv)
     out_dir = args.out or config.model_dir(args.model)
-    p = read_json(args.params or out_dir / "params.json")
+    p = read_json(out_dir / "params.json")
     metrics = train_model(p, out_dir, config.PROCESSED_DIR / "train.npz",
                           log_dir=config.LOGS_DIR / args.model, verbose=0 if args.quiet else 2)
     print(f"{args.model}: {accuracy_note(metrics)}, {metrics['parameters']:,} parameters, {metrics['epochs_run']} epochs, "

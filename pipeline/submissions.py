@@ -1,4 +1,4 @@
-"""`python -m pipeline.history`: your past submissions to the competition, newest first."""
+"""`python -m pipeline.submissions`: your past submissions to the competition, newest first."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def format_table(rows: list[dict]) -> str:
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.history",
+        prog="python -m pipeline.submissions",
         description=f"List your submissions to the Kaggle {COMPETITION} competition, newest first.")
     parser.parse_args(argv)
     rows = kaggle_client.submissions()

@@ -1,4 +1,4 @@
-"""Ensembles as Make targets, and the comparison table, on the committed sample."""
+"""Ensembles as Make targets, and full-data training, on the committed sample."""
 
 import json
 
@@ -44,19 +44,6 @@ def test_ensemble_averages_its_members_and_never_retrains_a_finished_one(project
     assert "member --index 3" in out
     assert "member --index 1" not in out and "member --index 2" not in out
     assert json.loads((models / "metrics.json").read_text())["members"] == 3
-
-
-def test_compare_writes_a_table_of_every_study_model(project):
-    out = make(project, "compare", *FAST)
-    table = json.loads((project / "reports/compare.json").read_text())["rows"]
-    assert [r["model"] for r in table] == ["mlp", "lstm", "conv_gru"]
-    for row in table:
-        metrics = json.loads((project / f"models/{row['model']}/metrics.json").read_text())
-        assert row["val_accuracy"] == metrics["val_accuracy"] and row["parameters"] == metrics["parameters"]
-        assert row["predict_images_per_second"] > 0
-    md = (project / "reports/compare.md").read_text()
-    assert "| conv_gru" in md and "98.72%" in md and "28,506" in md
-    assert "conv_gru" in out
 
 
 def test_full_data_members_train_on_every_labelled_row(project):

@@ -1,0 +1,73 @@
+##@ Cross-validation
+# Included by the main Makefile (PY, VENV_OK, MODELS, REPORTS, PROCESSED, STATE, OVERRIDES, MODEL, CV,
+# PARAMS_CLI and CODE.<module> come from there). A CV run is models/<m>/cv/{metrics.json,oof.npz}.
+.PHONY: blend compare
+
+# --- cv: k fold models and their out-of-fold predictions (pipeline/modeling/cv.py)
+# k-fold cross-validation of any model (pipeline/modeling/cv.py). Each fold is its own target:
+# `make -j2 cv` trains two folds at a time, a finished fold is never retrained, a killed one
+# resumes. Changing predict.tta re-predicts without retraining.
+CV_MODELS := conv_gru lstm mlp cnn ensemble
+N_FOLDS := $(shell $(PARAMS_CLI) --get cv.folds $(OVERRIDES) 2>/dev/null)
+.PHONY: cv
+
+cv: $(MODELS)/$(MODEL)/cv/metrics.json ## k-fold CV of MODEL: OOF accuracy with its interval (FOLDS=, CV=1 for its submission)
+
+define cv_rules
+$(MODELS)/$(1)/cv/params.json: FORCE | $(VENV_OK)
+	@$$(PY) -m pipeline.params --model $(1) --cv --out $$@ $$(OVERRIDES)
+
+$(MODELS)/$(1)/cv/fold-%/metrics.json: $(MODELS)/$(1)/cv/params.json $(PROCESSED)/train.npz $(CODE.pipeline.modeling.cv)
+	$$(PY) -m pipeline.modeling.cv fold --model $(1) --fold $$*
+
+$(MODELS)/$(1)/cv/metrics.json: $(MODELS)/$(1)/cv/params.json $(MODELS)/$(1)/predict.json $(PROCESSED)/test.npz \
+		$(foreach k,$(shell seq 1 $(N_FOLDS)),$(MODELS)/$(1)/cv/fold-$(k)/metrics.json) $(CODE.pipeline.modeling.cv)
+	$$(PY) -m pipeline.modeling.cv assemble --model $(1) --folds $(N_FOLDS)
+endef
+$(foreach m,$(CV_MODELS),$(eval $(call cv_rules,$(m))))
+
+.PRECIOUS: $(MODELS)/%/cv/params.json $(MODELS)/%/cv/metrics.json
+
+
+# $(call WRITE_IF_CHANGED,text): write text to $@ only when it differs, so that a changed list of
+# names (blend.models, COMPARE_MODELS) reruns what depends on it and an unchanged one does not.
+define WRITE_IF_CHANGED
+@mkdir -p $(@D) && printf '%s\n' '$(strip $(1))' > $@.tmp && \
+	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+endef
+
+# --- blend: weights fitted on the members' out-of-fold predictions (pipeline/blend.py)
+COMPARE_MODELS ?= mlp lstm conv_gru
+
+# Read blend.models (a Python start) only when a blend is wanted.
+ifneq ($(filter blend,$(MODEL) $(MAKECMDGOALS) $(COMPARE_MODELS)),)
+BLEND_MODELS := $(shell $(PARAMS_CLI) --get blend.models $(OVERRIDES))
+$(if $(BLEND_MODELS),,$(error cannot read blend.models: run `$(PARAMS_CLI) --get blend.models` to see why))
+
+$(STATE)/blend-models.txt: FORCE
+	$(call WRITE_IF_CHANGED,$(BLEND_MODELS))
+
+$(MODELS)/blend/cv/metrics.json: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/cv/metrics.json) \
+		$(STATE)/blend-models.txt $(CODE.pipeline.blend) | $(VENV_OK)
+	$(PY) -m pipeline.blend --models $(BLEND_MODELS)
+endif
+
+blend: $(MODELS)/blend/cv/metrics.json ## Blend the CV runs of blend.models, weights fitted out of fold (PARAMS="blend.models=cnn,lstm")
+
+# --- compare: OOF accuracy, 95% interval, McNemar against the best (pipeline/compare.py)
+$(STATE)/compare-models.txt: FORCE
+	$(call WRITE_IF_CHANGED,$(COMPARE_MODELS))
+
+$(REPORTS)/compare.md: $(foreach m,$(COMPARE_MODELS),$(MODELS)/$(m)/cv/metrics.json) \
+		$(STATE)/compare-models.txt $(CODE.pipeline.compare) | $(VENV_OK)
+	$(PY) -m pipeline.compare $(COMPARE_MODELS)
+
+compare: $(REPORTS)/compare.md ## Compare CV runs (COMPARE_MODELS="mlp lstm conv_gru"): OOF accuracy, 95% CI, McNemar vs the best
+
+# --- report CV=1: confusion matrix and errors out of fold, over every labelled row (pipeline/report.py)
+ifneq ($(CV),)
+report: $(REPORTS)/$(MODEL)-cv/index.html
+endif
+
+$(REPORTS)/%-cv/index.html: $(MODELS)/%/cv/metrics.json $(PROCESSED)/train.npz $(CODE.pipeline.report) | $(VENV_OK)
+	$(PY) -m pipeline.report --model $* --cv

@@ -1,0 +1,64 @@
+"""Notebook mode's install step: use the packages already there, say where they differ from the pins.
+
+Inside a Kaggle notebook there is no venv and usually no internet, and pip would replace the
+notebook's GPU builds of TensorFlow/JAX with CPU wheels. So nothing is installed: every package the
+pipeline needs must be importable (else one line naming it, exit 2), and versions other than
+pyproject.toml's pins get one warning line. Standard library only.
+"""
+
+import re
+import sys
+import tomllib
+from importlib import metadata
+
+from pipeline import config
+from pipeline.errors import PipelineError, cli
+
+# Pinned in pyproject.toml but not needed in a notebook: the data comes from /kaggle/input, the
+# upload happens outside, and TensorBoard logging is skipped where TensorFlow is absent.
+NOT_NEEDED = {"kaggle", "tensorboard", "tensorflow"}
+# A Keras backend, one of which must be there.
+BACKENDS = ("jax", "tensorflow", "torch")
+
+
+def pins() -> dict[str, str]:
+    """{'numpy': '2.4.6', ...} from pyproject.toml's dependencies."""
+    with open(config.PYPROJECT, "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    found = {}
+    for spec in deps:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s;]+)\s*", spec.split("#")[0])
+        if m:
+            found[m[1].lower()] = m[2]
+    return found
+
+
+def installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check() -> list[str]:
+    """Raise naming the first missing package; return (package, found, pinned) differences."""
+    needed = {name: version for name, version in pins().items() if name not in NOT_NEEDED}
+    for name in needed:
+        if installed(name) is None:
+            raise PipelineError(f"package {name} is not installed in {sys.executable} (pinned: {name}=={needed[name]}); "
+                                "notebook mode installs nothing: add it to the notebook's environment")
+    if not any(installed(b) for b in BACKENDS):
+        raise PipelineError(f"no Keras backend is installed in {sys.executable}: need one of {', '.join(BACKENDS)}")
+    return [f"{name} {installed(name)} (pinned {version})" for name, version in needed.items()
+            if installed(name) != version]
+
+
+@cli
+def main(argv=None):
+    differ = check()
+    if differ:
+        print(f"warning: using the notebook's packages, which differ from the pins: {', '.join(differ)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,615 @@
+"""Run the pipeline in a private Kaggle notebook: push, wait, fetch; then upload its submission.
+
+`make kernel` (python -m pipeline.kernel run NAME=value ...) pushes ONE self-contained script: the
+pipeline's code (pipeline/, mk/, Makefile, params.toml, pyproject.toml) as a base64 tar.gz inside
+a generated .py, which unpacks it and runs `make submission` with the same settings (MODEL=,
+EPOCHS=, PARAMS=, CV=1, ...) in notebook mode: the competition's files attached as input, the
+notebook's own packages (no internet, nothing installed), a GPU. It then waits (one line per poll,
+every KERNEL_POLL seconds, at most KERNEL_TIMEOUT seconds) and fetches the output into
+kernel/output, laid out like an output root (data/raw/source.json, data/processed/train.npz,
+models/, submissions/, logs/) plus the notebook's log, so `make report OUT=kernel/output ...` reads
+it and `make submit KERNEL=1` (python -m pipeline.kernel submit) uploads the notebook's very file
+through pipeline.submit, rebuilding nothing.
+
+    python -m pipeline.kernel run MODEL=cnn EPOCHS=15   # push, wait, fetch
+    python -m pipeline.kernel wait                      # wait again for the last push, fetch
+    python -m pipeline.kernel submit                    # upload kernel/output's submission
+
+Every failure is one line and exit status 2 (no credentials, a refused push, no GPU quota left, the
+notebook ending in ERROR: with the end of its log, the wait timing out: with the command that
+resumes it, an output without a submission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline import config
+from pipeline.errors import PipelineError, cli
+
+SLUG = "digit-recognizer-pipeline"
+TITLE = "Digit Recognizer Pipeline"  # slugifies to SLUG, as the client wants
+SCRIPT = f"{SLUG}.py"
+# The Make variables a notebook run takes from `make kernel`, in this order.
+SETTINGS = ("MODEL", "CV", "EPOCHS", "BATCH_SIZE", "LR", "SEED", "MEMBERS", "FOLDS", "FULL_DATA", "PARAMS")
+# What the script packs into its output: what `make report` and `make submit KERNEL=1` read. Left
+# out (and deleted, to keep the output small): the raw CSVs, arrays.npz, test.npz, Make's state.
+ARCHIVE = "pipeline-output.tar.gz"
+RECORD = "pipeline-run.json"
+KEEP = ("data/raw/source.json", "data/processed/train.npz", "models", "submissions", "reports", "logs")
+OUTPUT_DIRS = ("data", "models", "submissions", "reports", "logs", "bench", "kernel", ".make")
+
+DEFAULT_POLL_S = 30.0
+MAX_POLL_S = 600.0
+DEFAULT_TIMEOUT_S = 3 * 3600.0
+# Consecutive failed status questions tolerated during a wait (a network blip in a 3-hour wait).
+STATUS_RETRIES = 3
+LOG_LINES = 3
+WAITING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "UNKNOWN"}
+# Words of a status error that waiting will not cure (the others, a blip or a 5xx, are retried).
+PERMANENT = ("quota", "denied", "credentials", "HTTP 401", "HTTP 403", "access token", "KAGGLE_TIMEOUT must")
+
+
+def kernel_dir() -> Path:
+    return config.KERNEL_DIR
+
+
+def state_path() -> Path:
+    return kernel_dir() / "kernel.json"
+
+
+def output_dir() -> Path:
+    return kernel_dir() / "output"
+
+
+def failed_dir() -> Path:
+    return kernel_dir() / "failed"
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _seconds_setting(name: str, default: float, maximum: float | None = None) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf") or (maximum is not None and value > maximum):
+        bound = f" up to {maximum:g}" if maximum is not None else ""
+        raise PipelineError(f"{name} must be a positive number of seconds{bound}, not {raw!r}")
+    return value
+
+
+def _say(message: str) -> None:
+    print(f"kernel: {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- settings
+def parse_settings(words: list[str]) -> dict[str, str]:
+    """['MODEL=cnn', 'EPOCHS=3', 'CV='] -> {'MODEL': 'cnn', 'EPOCHS': '3'} (empty values dropped)."""
+    found = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or name not in SETTINGS:
+            raise PipelineError(f"{word!r} is not a notebook setting: use NAME=value with NAME one of {', '.join(SETTINGS)}")
+        if "\n" in value or "\r" in value:
+            raise PipelineError(f"{name}= must be on one line")
+        if value.strip():
+            found[name] = value.strip()
+    found.setdefault("MODEL", "conv_gru")
+    return found
+
+
+def is_cv(settings: dict) -> bool:
+    return bool(settings.get("CV")) or settings.get("MODEL") == "blend"
+
+
+def submission_name(settings: dict) -> str:
+    """The file `make submission` writes for these settings (a name under submissions/)."""
+    return config.submission_path(settings["MODEL"], cv=is_cv(settings)).name
+
+
+def make_args(settings: dict) -> list[str]:
+    return [f"{name}={settings[name]}" for name in SETTINGS if name in settings]
+
+
+# --------------------------------------------------------------------------- what is pushed
+def bundle_files(root: Path = config.ROOT) -> list[Path]:
+    """The pipeline's code, relative to root: what the notebook needs to run `make submission`."""
+    files = [Path(name) for name in ("Makefile", "params.toml", "pyproject.toml")]
+    files += sorted(p.relative_to(root) for p in (root / "pipeline").rglob("*.py") if "__pycache__" not in p.parts)
+    files += sorted(p.relative_to(root) for p in (root / "mk").glob("*.mk"))
+    missing = [str(f) for f in files if not (root / f).is_file()]
+    if missing:
+        raise PipelineError(f"cannot build the notebook's code bundle: {', '.join(missing)} missing in {root}")
+    return files
+
+
+def make_bundle(root: Path = config.ROOT) -> bytes:
+    """A gzipped tar of bundle_files(root) (file modes and times kept; no owner names)."""
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for rel in bundle_files(root):
+            info = tar.gettarinfo(str(root / rel), arcname=rel.as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(root / rel, "rb") as f:
+                tar.addfile(info, f)
+    return raw.getvalue()
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (with -dirty), recorded in the script: the notebook has no .git."""
+    from pipeline import provenance
+
+    return provenance.git_commit()
+
+
+def render_script(settings: dict, bundle: bytes, commit: str | None = None) -> str:
+    """The one file pushed: the notebook's whole program (see SCRIPT_TEMPLATE)."""
+    encoded = base64.b64encode(bundle).decode("ascii")
+    lines = "\n".join(encoded[i:i + 100] for i in range(0, len(encoded), 100))
+    constants = {
+        "SETTINGS": settings,
+        "MAKE_ARGS": make_args(settings),
+        "SUBMISSION": submission_name(settings),
+        "BUNDLE_INFO": {"sha256": hashlib.sha256(bundle).hexdigest(), "bytes": len(bundle), "git_commit": commit,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "KEEP": list(KEEP), "OUTPUT_DIRS": list(OUTPUT_DIRS), "ARCHIVE": ARCHIVE, "RECORD": RECORD,
+        "COMPETITION": config.COMPETITION,
+    }
+    fill = {"@SETTINGS@": " ".join(make_args(settings)).replace('"', "'").replace("\\", "/"),  # in a docstring
+            "@CONSTANTS@": "\n".join(f"{name} = {value!r}" for name, value in constants.items()),
+            "@BUNDLE@": lines}
+    return re.sub("|".join(fill), lambda m: fill[m.group(0)], SCRIPT_TEMPLATE)
+
+
+def metadata(user: str, gpu: bool = True) -> dict:
+    """kernel-metadata.json: a private script, the competition attached, a GPU, no internet."""
+    return {
+        "id": f"{user}/{SLUG}", "title": TITLE, "code_file": SCRIPT, "language": "python",
+        "kernel_type": "script", "is_private": True, "enable_gpu": gpu, "enable_tpu": False,
+        "enable_internet": False, "dataset_sources": [], "competition_sources": [config.COMPETITION],
+        "kernel_sources": [], "model_sources": [], "keywords": [],
+    }
+
+
+def write_push_folder(folder: Path, user: str, settings: dict, gpu: bool = True) -> Path:
+    """kernel/push/: kernel-metadata.json and the script, as `kaggle kernels push` reads them."""
+    script = render_script(settings, make_bundle(), _git_commit())
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "kernel-metadata.json").write_text(json.dumps(metadata(user, gpu), indent=2) + "\n", encoding="utf-8")
+    (folder / SCRIPT).write_text(script, encoding="utf-8")
+    return folder
+
+
+# --------------------------------------------------------------------------- push, wait, fetch
+def _gpu_wanted() -> bool:
+    raw = os.environ.get("KERNEL_GPU", "1").strip().lower()
+    if raw in ("1", "true", "yes", ""):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise PipelineError(f"KERNEL_GPU must be 1 or 0, not {raw!r}")
+
+
+def push(settings: dict) -> dict:
+    """Push the notebook; return the state recorded in kernel/kernel.json."""
+    from pipeline import kaggle_client
+
+    if not kaggle_client.credentials_available():
+        raise PipelineError(kaggle_client.missing_credentials_message())
+    gpu = _gpu_wanted()
+    _seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)  # refuse bad settings before pushing
+    _seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
+    user = kaggle_client.username()
+    try:
+        folder = write_push_folder(kernel_dir() / "push", user, settings, gpu)
+    except OSError as exc:
+        raise PipelineError(f"cannot write {exc.filename or kernel_dir()}: {exc.strerror}") from None
+    kernel = f"{user}/{SLUG}"
+    size = (folder / SCRIPT).stat().st_size
+    _say(f"pushing {_shown(folder / SCRIPT)} ({size / 1024:.0f} KB: the pipeline's code, "
+         f"`make submission {' '.join(make_args(settings))}`) to {kernel}: private, "
+         f"{'GPU' if gpu else 'no GPU'}, internet off, competition {config.COMPETITION} attached")
+    answer = kaggle_client.push_kernel(folder)
+    state = {"id": kernel, "version": answer["version"], "url": answer["url"], "ref": answer["ref"],
+             "pushed_at": time.time(), "settings": settings, "submission": submission_name(settings)}
+    kernel_dir().mkdir(parents=True, exist_ok=True)
+    state_path().write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    version = f"version {answer['version']}" if answer["version"] else "a new version"
+    _say(f"{version} saved and running: {answer['url'] or kernel}")
+    return state
+
+
+def read_state() -> dict:
+    try:
+        return json.loads(state_path().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"nothing to wait for: {_shown(state_path())} is missing (no notebook was pushed "
+                            "from here): run `make kernel` first") from None
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{_shown(state_path())} is unreadable ({exc}): run `make kernel` again") from None
+
+
+def versioned_id(state: dict) -> str:
+    return f"{state['id']}/{state['version']}" if state.get("version") else state["id"]
+
+
+def describe(state: dict) -> str:
+    return f"the notebook {state['id']}" + (f" (version {state['version']})" if state.get("version") else "")
+
+
+def log_text(path: Path | None) -> str:
+    """The notebook's log as plain text: Kaggle keeps it as a JSON list of {stream_name, time, data}."""
+    if path is None or not path.is_file():
+        return ""
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        events = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(events, dict):
+        events = [events]
+    if not isinstance(events, list):
+        return raw
+    return "".join(str(e.get("data", "")) for e in events if isinstance(e, dict))
+
+
+def log_tail(text: str, n: int = LOG_LINES, width: int = 400) -> str:
+    from pipeline import kaggle_client
+
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "its log is empty"
+    tail = " | ".join(lines[-n:])
+    if len(tail) > width:
+        tail = "..." + tail[-width:]
+    return f"its log ends: {kaggle_client.scrub(tail)}"
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fetch(state: dict, target: Path, file_pattern: str | None = None) -> tuple[Path, Path | None]:
+    """The session's output (files matching file_pattern) into a fresh staging folder beside target."""
+    from pipeline import kaggle_client
+
+    kernel_dir().mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=kernel_dir()))
+    try:
+        kaggle_client.kernel_output(versioned_id(state), staging, file_pattern)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    raw_log = staging / f"{SLUG}.log"
+    log = None
+    if raw_log.is_file():
+        log = staging / "notebook.log"
+        log.write_text(log_text(raw_log), encoding="utf-8")
+        raw_log.unlink()
+    return staging, log
+
+
+def _unpack(archive: Path, dest: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, filter="data")
+            else:  # pragma: no cover - Python without the extraction filters
+                for member in tar.getmembers():
+                    if member.name.startswith("/") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
+                        raise tarfile.TarError(f"unsafe member {member.name}")
+                tar.extractall(dest)
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise PipelineError(f"the notebook's {ARCHIVE} is unreadable ({exc}): rerun `make kernel`") from None
+
+
+def fetch(state: dict) -> Path:
+    """COMPLETE: the output into kernel/output (replacing the last one); return the submission."""
+    from pipeline import csvcheck
+
+    target = output_dir()
+    staging, log = _fetch(state, target)
+    try:
+        shown_log = _shown(target / log.name) if log else "none"
+        archive = staging / ARCHIVE
+        if archive.is_file():
+            _unpack(archive, staging)
+            archive.unlink()
+        submission = staging / "submissions" / state["submission"]
+        if not submission.is_file():
+            raise PipelineError(f"{describe(state)} finished but its output has no submission "
+                                f"(submissions/{state['submission']}); {log_tail(log_text(log))} (log: {shown_log})")
+        try:
+            source = json.loads((staging / "data/raw/source.json").read_text(encoding="utf-8"))
+            n_test = int(source["rows"]["test"])
+        except (OSError, ValueError, KeyError, TypeError):
+            n_test = None
+        rows = len(csvcheck.read_submission(submission, n_expected=n_test))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _replace_dir(staging, target)
+    path = target / "submissions" / state["submission"]
+    accuracy = ""
+    try:
+        prov = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        if prov.get("val_accuracy") is not None:
+            accuracy = f", val_acc {prov['val_accuracy']:.4%}"
+    except (OSError, ValueError, TypeError):
+        pass
+    settings = state.get("settings") or {}
+    _say(f"fetched the output into {_shown(target)}: submissions/{path.name} ({rows:,} rows{accuracy}), "
+         f"the notebook's log (notebook.log), its models and data")
+    report_args = " ".join(f"'{a}'" if " " in a else a for a in make_args(settings))
+    _say(f"upload it: make submit KERNEL=1; its report: make report OUT={_shown(target)} {report_args}")
+    return path
+
+
+def fail(state: dict, status: str, failure: str | None, elapsed: float) -> None:
+    """ERROR or cancelled: the log into kernel/failed, and one line saying why."""
+    from pipeline import kaggle_client
+
+    if kaggle_client.is_gpu_quota_message(failure):
+        raise PipelineError(kaggle_client.gpu_quota_message(failure))
+    target = failed_dir()
+    try:
+        staging, log = _fetch(state, target, file_pattern=rf"^{re.escape(RECORD)}$")
+    except PipelineError as exc:
+        log, tail = None, f"its log could not be fetched ({exc})"
+    else:
+        _replace_dir(staging, target)
+        log = target / log.name if log else None
+        tail = log_tail(log_text(log))
+    ended = "was cancelled" if status.startswith("CANCEL") else "ended in ERROR"
+    why = f": {kaggle_client.scrub(failure)}" if failure else ""
+    where = f" (whole log: {_shown(log)})" if log else ""
+    raise PipelineError(f"{describe(state)} {ended} after {_duration(elapsed)}{why}; {tail}{where}; "
+                        "fix it and rerun `make kernel`")
+
+
+def wait(state: dict) -> Path:
+    """Poll the session until it ends (one line per poll); fetch its output; return the submission."""
+    from pipeline import kaggle_client
+
+    poll = _seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)
+    timeout = _seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
+    kernel = versioned_id(state)
+    start = time.monotonic()
+    pushed_at = float(state.get("pushed_at") or time.time())
+    failures = 0
+    status = "UNKNOWN"
+    try:
+        while True:
+            try:
+                answer = kaggle_client.kernel_status(kernel)
+                failures = 0
+            except PipelineError as exc:
+                # A refusal that will not change (quota, access) ends the wait; a blip does not.
+                if failures >= STATUS_RETRIES or any(word in str(exc) for word in PERMANENT):
+                    raise
+                failures += 1
+                answer = {"status": "UNKNOWN", "failure_message": None}
+                _say(f"status unknown ({exc}), {_duration(time.time() - pushed_at)} since the push")
+            else:
+                status = answer["status"]
+                _say(f"{status}, {_duration(time.time() - pushed_at)} since the push")
+            if answer["status"] == "COMPLETE":
+                return fetch(state)
+            if answer["status"] not in WAITING:
+                fail(state, answer["status"], answer["failure_message"], time.time() - pushed_at)
+            left = timeout - (time.monotonic() - start)
+            if left <= 0:
+                raise PipelineError(
+                    f"{describe(state)} is still {status} after {_duration(time.time() - pushed_at)} "
+                    f"(KERNEL_TIMEOUT={timeout:g} s); it goes on running on Kaggle: resume waiting with "
+                    "`make kernel-wait` (or `python -m pipeline.kernel wait`), "
+                    f"or see {state.get('url') or 'https://www.kaggle.com/code'}")
+            time.sleep(min(poll, left))
+    except KeyboardInterrupt:
+        print("the notebook goes on running on Kaggle: `make kernel-wait` resumes waiting for it", file=sys.stderr)
+        raise
+
+
+# --------------------------------------------------------------------------- upload
+def submit() -> int:
+    """Upload kernel/output's submission through pipeline.submit (its checks, its receipt), as is."""
+    out = output_dir()
+    try:
+        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
+        settings = record["settings"]
+        settings["MODEL"]
+    except FileNotFoundError:
+        raise PipelineError(f"no notebook output in {_shown(out)}: run `make kernel` (or `make kernel-wait`) first") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"{_shown(out / RECORD)} is unreadable ({exc}): run `make kernel` again") from None
+    args = ["--model", settings["MODEL"]] + (["--cv"] if is_cv(settings) else [])
+    env = {**os.environ, "PIPELINE_OUT": str(out.resolve())}
+    env.pop("KAGGLE_KERNEL_RUN_TYPE", None)
+    _say(f"uploading {_shown(out / 'submissions' / submission_name(settings))}, the notebook's own "
+         f"(`make submission {' '.join(make_args(settings))}`)")
+    return subprocess.call([sys.executable, "-m", "pipeline.submit", *args], cwd=config.ROOT, env=env)
+
+
+@cli
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="push the notebook, wait for it, fetch its output")
+    run.add_argument("settings", nargs="*", metavar="NAME=value", help=f"one of {', '.join(SETTINGS)}")
+    push_only = sub.add_parser("push", help="push the notebook and return (then: wait)")
+    push_only.add_argument("settings", nargs="*", metavar="NAME=value")
+    sub.add_parser("wait", help="wait for the last pushed notebook, fetch its output")
+    sub.add_parser("submit", help="upload the fetched notebook's submission")
+    args = ap.parse_args(argv)
+    if args.command in ("run", "push"):
+        state = push(parse_settings(args.settings))
+        if args.command == "run":
+            wait(state)
+    elif args.command == "wait":
+        wait(read_state())
+    else:
+        code = submit()
+        if code:
+            raise SystemExit(code)
+
+
+# --------------------------------------------------------------------------- the notebook's program
+SCRIPT_TEMPLATE = r'''"""Digit Recognizer pipeline, pushed by `make kernel` (generated by pipeline/kernel.py: do not edit).
+
+Runs `make submission @SETTINGS@` in notebook mode with the pipeline's code, embedded below
+(a base64 tar.gz of pipeline/, mk/, Makefile, params.toml, pyproject.toml): the competition's
+files from <kaggle root>/input, this notebook's own packages (no internet, nothing installed),
+outputs in <kaggle root>/working. Then it packs what `make report` and `make submit KERNEL=1` read
+into pipeline-output.tar.gz, keeps submission.csv (the notebook's Submit button takes it) and
+pipeline-run.json, and deletes the rest (the raw CSVs and arrays) to keep the output small.
+"""
+import base64
+import io
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+@CONSTANTS@
+
+
+def say(message):
+    print(f"[pipeline] {message}", flush=True)
+
+
+def gpu():
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def unpack(dest):
+    data = base64.b64decode("".join(BUNDLE.split()))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)
+
+
+def run_make(cmd, cwd):
+    """Run make, copying its output (stderr merged, in order) into this notebook's log."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace", bufsize=1) as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+    return proc.returncode
+
+
+def pack(working):
+    """What `make report` and `make submit KERNEL=1` need, times kept (so Make sees it up to date)."""
+    kept = []
+    with tarfile.open(working / ARCHIVE, "w:gz", compresslevel=6) as tar:
+        for rel in KEEP:
+            if (working / rel).exists():
+                tar.add(working / rel, arcname=rel,
+                        filter=lambda info: None if "__pycache__" in info.name.split("/") else info)
+                kept.append(rel)
+    return kept
+
+
+def main():
+    started = time.time()
+    root = Path(os.environ.get("KAGGLE_ROOT") or "/kaggle")
+    working = root / "working"
+    working.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("KAGGLE_KERNEL_RUN_TYPE", "Batch")  # notebook mode, also when run by hand
+    record = {"settings": SETTINGS, "make_args": MAKE_ARGS, "bundle": BUNDLE_INFO, "python": sys.version.split()[0],
+              "executable": sys.executable, "machine": platform.machine(), "gpu": gpu(), "returncode": None}
+    say(f"python {record['python']} ({sys.executable}), GPU: {record['gpu'] or 'none'}")
+    returncode = 2
+    try:
+        if not (root / "input" / COMPETITION).is_dir():
+            say(f"error: the competition's files are not in {root / 'input' / COMPETITION}: "
+                f"attach the {COMPETITION} competition to this notebook")
+        elif shutil.which("make") is None:
+            say("error: `make` is not installed in this notebook's image")
+        else:
+            src = Path(tempfile.mkdtemp(prefix="digit-recognizer-pipeline-"))
+            unpack(src)
+            cmd = ["make", "-C", str(src), "submission", *MAKE_ARGS, f"PYTHON={sys.executable}"]
+            say("$ " + shlex.join(cmd))
+            returncode = run_make(cmd, working)
+    finally:
+        submission = working / "submissions" / SUBMISSION
+        if submission.is_file() and not (working / "submission.csv").exists():
+            shutil.copyfile(submission, working / "submission.csv")  # what the Submit button takes
+        record.update(returncode=returncode, seconds=round(time.time() - started, 1),
+                      submission=f"submissions/{SUBMISSION}" if submission.is_file() else None)
+        record["archive"] = pack(working)
+        for name in OUTPUT_DIRS:
+            shutil.rmtree(working / name, ignore_errors=True)
+        (working / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        say(f"make exited {returncode} after {record['seconds']:.0f} s; output: "
+            + ", ".join(sorted(p.name for p in working.iterdir())))
+    if returncode != 0:
+        raise SystemExit(returncode)  # the notebook ends in ERROR
+
+
+BUNDLE = """
+@BUNDLE@
+"""
+
+if __name__ == "__main__":
+    main()
+'''
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Stage 3b, cross-validation: k fold models, out-of-fold (OOF) predictions for every labelled row.
+
+The labelled rows are split into `cv.folds` stratified folds (`cv.seed`). Fold model k trains on
+the other folds for its full schedule and keeps its last epoch: nothing is chosen on its
+held-out fold, so the OOF accuracy over all rows is an honest estimate of one such model on new
+data. Each fold is its own Make target (models/<model>/cv/fold-<k>/metrics.json, k = 1..folds):
+resumable, never retrained once finished, and `make -j` trains folds side by side.
+
+`assemble` predicts each fold's held-out rows and the test set with its fold model (with
+test-time augmentation when `predict.tta`), and writes models/<model>/cv/:
+  oof.npz       index, y_true, proba (N x 10, OOF), fold (0-based id per row), test_proba (the
+                fold models' mean)
+  metrics.json  OOF accuracy with its 95% interval, per-fold accuracy, log loss, timings, params.
+The test prediction averages k models that each saw (k-1)/k of the rows, so it is at least as
+good as one of them: the OOF figure errs on the pessimistic side.
+
+MODEL=ensemble trains `ensemble.members` members per fold (each its own seed) and averages them.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import config, params as params_mod, provenance, stats
+from pipeline.errors import PipelineError, cli
+from pipeline.files import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
+
+
+def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each row's fold, 0..folds-1: stratified, so every fold has the labels' proportions."""
+    from sklearn.model_selection import StratifiedKFold
+
+    ids = np.empty(len(y), dtype=np.int64)
+    try:
+        for k, (_, held) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y)):
+            ids[held] = k
+    except ValueError as exc:
+        raise PipelineError(f"cannot split {len(y)} rows into cv.folds={folds}: {exc}") from None
+    return ids
+
+
+def fold_dir(model: str, k: int) -> Path:
+    """Fold k (1-based, as in the Make targets)."""
+    return config.cv_dir(model) / f"fold-{k}"
+
+
+def member_params(p: dict, index: int) -> dict:
+    """Ensemble member i of a fold: the member architecture with its own seed."""
+    return {**p["member"], "seed": p["member"]["seed"] + 1000 * index}
+
+
+def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
+    """Train fold model k (1-based) on the rows outside fold k; save it with the rows it used."""
+    from pipeline.modeling import backend
+    from pipeline.modeling.train import fit, work_dir_for
+
+    out = fold_dir(model, k)
+    train, held = np.flatnonzero(ids != k - 1), np.flatnonzero(ids == k - 1)
+    members = [member_params(p, i) for i in range(1, p["members"] + 1)] if model == "ensemble" else [p]
+    start = time.perf_counter()
+    histories, saved = [], []
+    for i, mp in enumerate(members, start=1):
+        backend.init(mp["seed"], mp["backend"])  # before Keras is imported: it fixes the backend
+        import keras
+
+        where = out / f"member-{i}" if model == "ensemble" else out
+        trained, history, _ = fit(x[train], y[train], mp, work_dir_for(where, mp, train), x[held], y[held],
+                                  log_dir=config.LOGS_DIR / model / "cv" / where.relative_to(config.cv_dir(model)),
+                                  verbose=verbose)
+        with atomic_path(where / "model.keras", suffix=".keras") as tmp:
+            trained.save(tmp)
+        histories.append(history)
+        saved.append(where / "model.keras")
+        keras.backend.clear_session()
+    # The rows as trained on, from the arrays themselves: tests check these, not the code's intent.
+    save_npz(out / "rows.npz", train=train, held_out=held)
+    metrics = {"model": model, "fold": k, "train_rows": int(len(train)), "held_out_rows": int(len(held)),
+               "models": [str(path.relative_to(out)) for path in saved], "history": mean_history(histories),
+               "train_seconds": round(time.perf_counter() - start, 1), "params_hash": params_mod.short_hash(p),
+               "data_sha256": provenance.data_sha256()}
+    for where in {path.parent for path in saved}:
+        for work in where.glob(".work-*"):
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    write_json(out / "metrics.json", metrics)  # last: Make's target
+    return metrics
+
+
+def mean_history(histories: list[list[dict]]) -> list[dict]:
+    import pandas as pd
+
+    frame = pd.concat([pd.DataFrame(h) for h in histories])
+    return frame.groupby("epoch", as_index=False).mean().to_dict("records")
+
+
+def fold_proba(model: str, k: int, x_held, x_test, tta: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fold model k's probabilities for its held-out rows and the test set (members averaged)."""
+    import keras
+
+    from pipeline.modeling.predict import load_model, predict_proba
+
+    out = fold_dir(model, k)
+    held, test, parameters = [], [], 0
+    for name in read_json(out / "metrics.json")["models"]:
+        m = load_model(out / name)
+        held.append(predict_proba(m, x_held, tta))
+        test.append(predict_proba(m, x_test, tta))
+        parameters += int(m.count_params())
+        keras.backend.clear_session()
+    return np.mean(held, axis=0), np.mean(test, axis=0), parameters
+
+
+def check_rows(model: str, k: int, ids: np.ndarray) -> None:
+    """The fold's saved rows must be exactly what the fold assignment says, and disjoint."""
+    rows = load_npz(fold_dir(model, k) / "rows.npz")
+    if (np.intersect1d(rows["train"], rows["held_out"]).size
+            or not np.array_equal(rows["held_out"], np.flatnonzero(ids == k - 1))
+            or not np.array_equal(rows["train"], np.flatnonzero(ids != k - 1))):
+        raise PipelineError(f"{fold_dir(model, k)} was trained on other rows than fold {k} of these folds: "
+                            f"delete {config.cv_dir(model)} and rerun `make cv MODEL={model}`")
+
+
+def assemble(model: str, folds: int) -> dict:
+    from sklearn.metrics import log_loss
+
+    from pipeline.modeling import backend
+
+    p = read_json(config.cv_dir(model) / "params.json")
+    tta = read_json(config.model_dir(model) / "predict.json")["tta"]
+    backend.init(preferred=(p["member"] if model == "ensemble" else p)["backend"])
+    data, x_test = load_npz(config.PROCESSED_DIR / "train.npz"), load_npz(config.PROCESSED_DIR / "test.npz")["x"]
+    x, y = data["x"], data["y"].astype(np.int64)
+    ids = fold_ids(y, folds, p["cv"]["seed"])
+    oof = np.zeros((len(y), config.N_CLASSES), np.float32)
+    test = np.zeros((len(x_test), config.N_CLASSES), np.float64)
+    fold_metrics = []
+    for k in range(1, folds + 1):
+        check_rows(model, k, ids)
+        held = ids == k - 1
+        oof[held], test_k, parameters = fold_proba(model, k, x[held], x_test, tta)
+        test += test_k / folds
+        fold_metrics.append(read_json(fold_dir(model, k) / "metrics.json"))
+    correct = oof.argmax(axis=1) == y
+    save_npz(config.cv_dir(model) / "oof.npz", index=np.arange(len(y)), y_true=y, proba=oof, fold=ids,
+             test_proba=test.astype(np.float32))
+    epoch_seconds = [h["epoch_seconds"] for m in fold_metrics for h in m["history"][1:]]
+    metrics = {
+        "model": model, "cv": p["cv"], "tta": tta,
+        "oof_accuracy": float(correct.mean()), "oof_ci95": list(stats.accuracy_ci(correct)),
+        "oof_log_loss": float(log_loss(y, oof, labels=np.arange(config.N_CLASSES))),
+        "fold_accuracy": [float(correct[ids == k].mean()) for k in range(folds)],
+        "n_rows": int(len(y)), "parameters": parameters,
+        "seconds_per_epoch": round(float(np.median(epoch_seconds)), 2) if epoch_seconds else None,
+        "train_seconds": round(sum(m["train_seconds"] for m in fold_metrics), 1),
+        "history": mean_history([m["history"] for m in fold_metrics]),
+        "params": p, "params_hash": params_mod.short_hash(p), "data_sha256": provenance.data_sha256(),
+        "folds_sha256": params_mod.short_hash(ids.tolist()),
+        "predictions_sha256": sha256_file(config.cv_dir(model) / "oof.npz"),
+        "backend": __import__("keras").backend.backend(), "provenance": provenance.collect(),
+    }
+    write_json(config.cv_dir(model) / "metrics.json", metrics)  # last: Make's target
+    return metrics
+
+
+def summary_line(m: dict) -> str:
+    lo, hi = m["oof_ci95"]
+    folds = " ".join(f"{a:.2%}" for a in m["fold_accuracy"])
+    return (f"{m['model']}: OOF accuracy {m['oof_accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}) over {m['n_rows']:,} rows, "
+            f"{m['cv']['folds']} folds: {folds}{' (TTA)' if m['tta'] else ''}")
+
+
+@cli
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    fold = sub.add_parser("fold", help="train fold model k")
+    fold.add_argument("--model", required=True)
+    fold.add_argument("--fold", type=int, required=True, help="1..cv.folds")
+    together = sub.add_parser("assemble", help="OOF and test predictions of folds 1..N")
+    together.add_argument("--model", required=True)
+    together.add_argument("--folds", type=int, required=True)
+    args = ap.parse_args(argv)
+    if args.command == "fold":
+        p = read_json(config.cv_dir(args.model) / "params.json")
+        if not 1 <= args.fold <= p["cv"]["folds"]:
+            raise PipelineError(f"--fold {args.fold}: cv.folds is {p['cv']['folds']}")
+        data = load_npz(config.PROCESSED_DIR / "train.npz")
+        ids = fold_ids(data["y"], p["cv"]["folds"], p["cv"]["seed"])
+        m = train_fold(p, args.model, args.fold, data["x"], data["y"], ids)
+        print(f"{args.model} fold {args.fold}/{p['cv']['folds']}: trained on {m['train_rows']:,} rows in "
+              f"{m['train_seconds']} s; held out {m['held_out_rows']:,}")
+    else:
+        print(summary_line(assemble(args.model, args.folds)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""k-fold cross-validation through Make, on the committed sample: every claim checked from the
+saved artifacts, not from the code's intent."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipeline import csvcheck
+from pipeline.submit import upload_message
+from tests.helpers import copy_project, run, venv_dir
+
+pytestmark = pytest.mark.slow
+
+FOLDS = 3
+FAST = ["MODEL=mlp", "EPOCHS=2", f"FOLDS={FOLDS}"]
+
+
+def make(root, *args):
+    proc = run(["make", f"VENV={venv_dir()}", *args], cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("cv"))
+    out = make(root, "submission", "CV=1", *FAST)
+    return root, out
+
+
+def test_folds_partition_the_labelled_rows_once_each_and_are_stratified(project):
+    root, _ = project
+    oof = np.load(root / "models/mlp/cv/oof.npz")
+    y, fold = oof["y_true"], oof["fold"]
+    assert len(y) == 5000 and sorted(set(fold.tolist())) == list(range(FOLDS))
+    held = [np.load(root / f"models/mlp/cv/fold-{k}/rows.npz")["held_out"] for k in range(1, FOLDS + 1)]
+    together = np.sort(np.concatenate(held))
+    np.testing.assert_array_equal(together, np.arange(5000))  # each row held out exactly once
+    overall = np.bincount(y, minlength=10) / len(y)
+    for k in range(FOLDS):
+        share = np.bincount(y[fold == k], minlength=10) / (fold == k).sum()
+        assert np.abs(share - overall).max() < 0.01  # every fold has the labels' proportions
+
+
+def test_no_fold_model_trained_on_its_held_out_rows(project):
+    root, _ = project
+    for k in range(1, FOLDS + 1):
+        rows = np.load(root / f"models/mlp/cv/fold-{k}/rows.npz")
+        assert np.intersect1d(rows["train"], rows["held_out"]).size == 0
+        assert len(rows["train"]) + len(rows["held_out"]) == 5000
+        metrics = json.loads((root / f"models/mlp/cv/fold-{k}/metrics.json").read_text())
+        assert metrics["train_rows"] == len(rows["train"])
+
+
+def test_the_printed_oof_accuracy_is_the_saved_predictions_accuracy(project):
+    root, out = project
+    oof = np.load(root / "models/mlp/cv/oof.npz")
+    recomputed = float((oof["proba"].argmax(1) == oof["y_true"]).mean())
+    line = next(l for l in out.splitlines() if "OOF accuracy" in l)
+    printed = float(re.search(r"OOF accuracy (\d+\.\d+)%", line)[1]) / 100
+    assert printed == pytest.approx(recomputed, abs=5e-5)
+    assert re.search(r"95% CI \d+\.\d+%-\d+\.\d+%", line) and line.count("%") >= 3 + FOLDS
+    metrics = json.loads((root / "models/mlp/cv/metrics.json").read_text())
+    assert metrics["oof_accuracy"] == pytest.approx(recomputed)
+    lo, hi = metrics["oof_ci95"]
+    assert lo < recomputed < hi
+    for k, acc in enumerate(metrics["fold_accuracy"]):
+        assert acc == pytest.approx(float((oof["proba"].argmax(1) == oof["y_true"])[oof["fold"] == k].mean()))
+
+
+def test_the_cv_submission_is_the_fold_mean_and_quotes_the_oof_figure(project):
+    root, _ = project
+    labels = csvcheck.read_submission(root / "submissions/submission-mlp-cv.csv", n_expected=1000)
+    oof = np.load(root / "models/mlp/cv/oof.npz")
+    np.testing.assert_array_equal(labels, oof["test_proba"].argmax(1))
+    prov = json.loads((root / "submissions/submission-mlp-cv.json").read_text())
+    assert prov["predicted_by"] == "models/mlp/cv/oof.npz"
+    assert f"{FOLDS}-fold OOF {prov['oof_accuracy']:.4%}" in upload_message(prov)
+    out = make(root, "submit", "CV=1", *FAST)
+    assert "submission-mlp-cv.csv; not uploaded" in out and "pipeline.modeling" not in out  # nothing retrained
+
+
+def test_tta_repredicts_without_retraining(project):
+    root, _ = project
+    out = make(root, "cv", *FAST, "PARAMS=predict.tta=true")
+    assert "cv assemble" in out and "cv fold" not in out
+    assert json.loads((root / "models/mlp/cv/metrics.json").read_text())["tta"] is True
+
+
+def test_a_killed_fold_resumes_to_the_same_weights(project, tmp_path):
+    """Fold 1 of conv_gru killed after two epochs, then resumed, ends with the weights of an
+    uninterrupted fold 1 trained by another copy of the project."""
+    root, _ = project
+    args = ["MODEL=conv_gru", "EPOCHS=5", f"FOLDS={FOLDS}", "BATCH_SIZE=64"]
+    make(root, "models/conv_gru/cv/params.json", *args)
+    cmd = [sys.executable, "-m", "pipeline.modeling.cv", "fold", "--model", "conv_gru", "--fold", "1"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, state = time.time() + 300, None
+    while time.time() < deadline and state is None:
+        found = list((root / "models/conv_gru/cv/fold-1").glob(".work-*/state.json"))
+        if found and len(json.loads(found[0].read_text())["history"]) >= 2:
+            state = found[0]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert state is not None and not (root / "models/conv_gru/cv/fold-1/metrics.json").exists()
+    resumed = run(cmd, cwd=root)
+    assert resumed.returncode == 0 and "resuming conv_gru after epoch" in resumed.stdout, resumed.stderr
+
+    other = copy_project(tmp_path / "other")
+    make(other, "features")
+    make(other, "models/conv_gru/cv/params.json", *args)
+    assert run(cmd, cwd=other).returncode == 0
+
+    def weights(project_root):
+        import keras
+
+        return keras.saving.load_model(project_root / "models/conv_gru/cv/fold-1/model.keras").get_weights()
+
+    for a, b in zip(weights(root), weights(other), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_state_is_keyed_on_the_data_too(tmp_path, monkeypatch):
+    from pipeline import provenance
+    from pipeline.modeling.train import work_dir_for
+
+    p = {"model": "mlp", "epochs": 2}
+    monkeypatch.setattr(provenance, "data_sha256", lambda: "a" * 64)
+    first = work_dir_for(tmp_path, p, np.arange(10))
+    monkeypatch.setattr(provenance, "data_sha256", lambda: "b" * 64)
+    assert work_dir_for(tmp_path, p, np.arange(10)) != first  # other data: start afresh
+    assert work_dir_for(tmp_path, p, np.arange(9)) != work_dir_for(tmp_path, p, np.arange(10))  # other rows too
