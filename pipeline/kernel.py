@@ -40,6 +40,7 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.errors import PipelineError, cli
+from pipeline.files import replace_dir, write_json
 
 SLUG = "digit-recognizer-pipeline"
 TITLE = "Digit Recognizer Pipeline"  # slugifies to SLUG, as the client wants
@@ -249,7 +250,7 @@ def push(settings: dict) -> dict:
     state = {"id": kernel, "version": answer["version"], "url": answer["url"], "ref": answer["ref"],
              "pushed_at": time.time(), "settings": settings, "submission": submission_name(settings)}
     kernel_dir().mkdir(parents=True, exist_ok=True)
-    state_path().write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    write_json(state_path(), state)
     version = f"version {answer['version']}" if answer["version"] else "a new version"
     _say(f"{version} saved and running: {answer['url'] or kernel}")
     return state
@@ -299,16 +300,6 @@ def log_tail(text: str, n: int = LOG_LINES, width: int = 400) -> str:
     if len(tail) > width:
         tail = "..." + tail[-width:]
     return f"its log ends: {kaggle_client.scrub(tail)}"
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fetch(state: dict, target: Path, file_pattern: str | None = None) -> tuple[Path, Path | None]:
@@ -370,7 +361,7 @@ def fetch(state: dict) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _replace_dir(staging, target)
+    replace_dir(staging, target)
     path = target / "submissions" / state["submission"]
     accuracy = ""
     try:
@@ -399,7 +390,7 @@ def fail(state: dict, status: str, failure: str | None, elapsed: float) -> None:
     except PipelineError as exc:
         log, tail = None, f"its log could not be fetched ({exc})"
     else:
-        _replace_dir(staging, target)
+        replace_dir(staging, target)
         log = target / log.name if log else None
         tail = log_tail(log_text(log))
     ended = "was cancelled" if status.startswith("CANCEL") else "ended in ERROR"
