@@ -119,9 +119,9 @@ def test_a_killed_fold_resumes_to_the_same_weights(project, tmp_path):
     assert run(cmd, cwd=other).returncode == 0
 
     def weights(project_root):
-        import keras
+        from pipeline.modeling.predict import load_model
 
-        return keras.saving.load_model(project_root / "models/conv_gru/cv/fold-1/model.keras").get_weights()
+        return load_model(project_root / "models/conv_gru/cv/fold-1/model.keras").get_weights()
 
     for a, b in zip(weights(root), weights(other), strict=True):
         np.testing.assert_array_equal(a, b)
