@@ -63,6 +63,28 @@ def test_augmentation_changes_images_only_in_training():
     assert np.all(np.abs(warped.sum(axis=(1, 2)) - x.sum(axis=(1, 2))) < 0.35 * x.sum(axis=(1, 2)))
 
 
+def test_the_gather_warp_is_kerass_affine_transform():
+    """The layer's warp computes what keras.ops.image.affine_transform computes (bilinear, zero fill)."""
+    import keras
+    from keras import ops
+
+    from pipeline.modeling.augment import affine_matrices, warp
+
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 28, 28), dtype=np.float32)
+    angle = rng.uniform(-0.5, 0.5, 6).astype(np.float32)  # up to ~29 degrees: corners fall outside
+    scale = rng.uniform(0.8, 1.2, 6).astype(np.float32)
+    tx, ty = (rng.uniform(-4, 4, 6).astype(np.float32) for _ in range(2))
+    m = affine_matrices(angle, scale, tx, ty)
+    ours = np.asarray(warp(ops.convert_to_tensor(images), *m))
+    zeros = np.zeros(6, np.float32)
+    transform = ops.stack([*m, zeros, zeros], axis=1)
+    theirs = keras.ops.image.affine_transform(images[..., None], transform, interpolation="bilinear",
+                                              fill_mode="constant", fill_value=0, data_format="channels_last")
+    np.testing.assert_allclose(ours, np.asarray(theirs)[..., 0], atol=1e-5)
+    assert not np.allclose(ours, images)
+
+
 def test_cnn_width_is_a_parameter_of_the_cnn_alone():
     from pipeline import params
     from pipeline.errors import PipelineError

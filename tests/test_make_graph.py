@@ -125,3 +125,12 @@ def test_a_jax_run_prints_only_the_pipelines_lines(project):
     for noise in ("cuda", "cuInit", "oneDNN", "I0000", "E0000", "absl"):
         assert noise not in text, text
     assert "epoch  1/1" in proc.stdout and "backend jax" in proc.stdout
+
+
+def test_a_tensorflow_run_prints_only_the_pipelines_lines(project):
+    """Under TensorFlow with op determinism each epoch used to add an E0000 node_def_util line."""
+    proc = make(project, "train", "MODEL=mlp", "EPOCHS=2", env={"KERAS_BACKEND": "tensorflow"})
+    text = proc.stdout + proc.stderr
+    for noise in ("cuda", "cuInit", "oneDNN", "I0000", "E0000", "absl", "NodeDef"):
+        assert noise not in text, text
+    assert "epoch  2/2" in proc.stdout and "backend tensorflow" in proc.stdout

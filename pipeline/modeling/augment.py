@@ -2,7 +2,12 @@
 
 Keras's RandomRotation/RandomZoom/RandomTranslation would chain three warps, each interpolating
 the image again; this layer draws one rotation+zoom+shift matrix per image and warps the whole
-batch in a single `keras.ops.image.affine_transform` call.
+batch once. Under JAX the warp is bilinear interpolation written as four gathers (`warp`): it
+computes what `keras.ops.image.affine_transform` does (tested to 1e-5) ~7x faster on this CPU
+(0.5 ms against 3.2 ms per batch of 128), which took the seed model's augmented epoch from
+4.0 s to 2.3 s. Under TensorFlow (the CNN's backend, run without XLA) the native
+ImageProjectiveTransformV3 kernel is the faster one (14 s against ~17-21 s per CNN epoch), so
+there the layer keeps `affine_transform`.
 """
 
 import math
@@ -11,6 +16,42 @@ import keras
 from keras import ops
 
 from pipeline.config import IMAGE_SIDE
+
+
+def affine_matrices(angle, scale, tx, ty):
+    """Per image (a0, a1, a2, b0, b1, b2): output pixel (x, y) samples input pixel
+    (a0 x + a1 y + a2, b0 x + b1 y + b2), a rotation and zoom about the centre, then a shift."""
+    cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+    c = (IMAGE_SIDE - 1) / 2.0
+    a2 = c - cos * c + sin * c + tx
+    b2 = c - sin * c - cos * c + ty
+    return cos, -sin, a2, sin, cos, b2
+
+
+def warp(images, a0, a1, a2, b0, b1, b2):
+    """Bilinear affine warp of (n, side, side) images, zero outside the input."""
+    n, side = ops.shape(images)[0], IMAGE_SIDE
+    grid = ops.arange(side, dtype=images.dtype)
+    xs, ys = grid[None, None, :], grid[None, :, None]
+
+    def per_image(v):
+        return ops.reshape(v, (-1, 1, 1))
+
+    src_x = per_image(a0) * xs + per_image(a1) * ys + per_image(a2)
+    src_y = per_image(b0) * xs + per_image(b1) * ys + per_image(b2)
+    x0, y0 = ops.floor(src_x), ops.floor(src_y)
+    fx, fy = src_x - x0, src_y - y0
+    flat = ops.reshape(images, (n, side * side))
+
+    def tap(y, x):  # the input pixel at (y, x) of every output pixel; 0 where it lies outside
+        inside = (x >= 0) & (x <= side - 1) & (y >= 0) & (y <= side - 1)
+        index = ops.cast(ops.clip(y, 0, side - 1) * side + ops.clip(x, 0, side - 1), "int32")
+        value = ops.take_along_axis(flat, ops.reshape(index, (n, side * side)), axis=1)
+        return ops.reshape(value, (n, side, side)) * ops.cast(inside, images.dtype)
+
+    top = (1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1)
+    bottom = (1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)
+    return (1 - fy) * top + fy * bottom
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -31,18 +72,13 @@ class RandomAffine(keras.layers.Layer):
         angle = uniform(math.radians(self.rotation))
         scale = 1.0 + uniform(self.zoom)
         tx, ty = uniform(self.shift * IMAGE_SIDE), uniform(self.shift * IMAGE_SIDE)
-        # affine_transform maps each output pixel (x, y) to the input pixel
-        # (a0 x + a1 y + a2, b0 x + b1 y + b2): rotate and zoom about the centre, then shift.
-        cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
-        c = (IMAGE_SIDE - 1) / 2.0
-        a2 = c - cos * c + sin * c + tx
-        b2 = c - sin * c - cos * c + ty
-        zeros = ops.zeros_like(cos)
-        transform = ops.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
+        matrices = affine_matrices(angle, scale, tx, ty)
+        if keras.backend.backend() != "tensorflow":
+            return warp(images, *matrices)
+        zeros = ops.zeros_like(angle)
         warped = ops.image.affine_transform(
-            ops.expand_dims(images, -1), transform, interpolation="bilinear",
-            fill_mode="constant", fill_value=0, data_format="channels_last",
-        )
+            ops.expand_dims(images, -1), ops.stack([*matrices, zeros, zeros], axis=1), interpolation="bilinear",
+            fill_mode="constant", fill_value=0, data_format="channels_last")
         return ops.squeeze(warped, -1)
 
     def compute_output_shape(self, input_shape):
