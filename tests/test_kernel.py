@@ -254,7 +254,7 @@ def notebook_python(dest: Path) -> str:
 
 @pytest.fixture(scope="module")
 def kernel_run(tmp_path_factory):
-    """`make kernel MODEL=mlp EPOCHS=1` in a copy of the project, against a fake Kaggle that runs the
+    """`make kernel EPOCHS=2` (the default model, conv_gru) in a copy of the project, against a fake Kaggle that runs the
     pushed script in a simulated notebook: <tmp>/kaggle as KAGGLE_ROOT, the committed sample as
     input/digit-recognizer, working/ as the current folder, no internet, no package index."""
     tmp = tmp_path_factory.mktemp("kernel")
@@ -277,7 +277,7 @@ def kernel_run(tmp_path_factory):
            "HTTP_PROXY": fake.proxy_url, "http_proxy": fake.proxy_url, "NO_PROXY": "", "no_proxy": "",
            "KAGGLE_TIMEOUT": "30", "KERNEL_POLL": "1"}
     start = time.monotonic()
-    proc = run(["make", f"VENV={venv_dir()}", "kernel", "MODEL=mlp", "EPOCHS=1"], cwd=project, env=env, timeout=900)
+    proc = run(["make", f"VENV={venv_dir()}", "kernel", "EPOCHS=2"], cwd=project, env=env, timeout=900)
     try:
         yield SimpleNamespace(project=project, root=root, python=python, fake=fake, env=env, proc=proc,
                               seconds=time.monotonic() - start)
@@ -296,18 +296,18 @@ def test_the_pushed_script_runs_in_a_notebook_without_the_project_or_internet(ke
     bare = subprocess.run([kernel_run.python, "-c", "import pipeline"], cwd=root, capture_output=True, text=True)
     assert bare.returncode != 0 and "No module named 'pipeline'" in bare.stderr
     log = "".join(e["data"] for e in json.loads(pushed.log))
-    assert "[pipeline] $ make -C " in log and "submission MODEL=mlp EPOCHS=1 PYTHON=" in log
+    assert "[pipeline] $ make -C " in log and "submission MODEL=conv_gru EPOCHS=2 PYTHON=" in log
     # What the notebook's Submit button takes, and a small output: no raw CSVs, no arrays.
     working = root / "working"
     assert len(csvcheck.read_submission(working / "submission.csv", n_expected=SAMPLE_TEST_ROWS)) == SAMPLE_TEST_ROWS
     assert sorted(p.name for p in working.iterdir()) == ["pipeline-output.tar.gz", "pipeline-run.json", "submission.csv"]
     with tarfile.open(working / "pipeline-output.tar.gz") as tar:
         names = tar.getnames()
-    assert "data/processed/train.npz" in names and "models/mlp/model.keras" in names
+    assert "data/processed/train.npz" in names and "models/conv_gru/model.keras" in names
     assert not [n for n in names if n.endswith((".csv",)) and not n.startswith("submissions/")]
     assert not [n for n in names if n.endswith(("arrays.npz", "test.npz"))]
     record = json.loads((working / "pipeline-run.json").read_text())
-    assert record["returncode"] == 0 and record["settings"] == {"MODEL": "mlp", "EPOCHS": "1"}
+    assert record["returncode"] == 0 and record["settings"] == {"MODEL": "conv_gru", "EPOCHS": "2"}
     print(f"make kernel (simulated notebook included): {kernel_run.seconds:.0f} s; notebook {record['seconds']} s")
 
 
@@ -317,7 +317,7 @@ def test_make_kernel_fetches_the_output_and_submit_kernel_uploads_that_very_file
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "kernel: RUNNING" in proc.stdout and "kernel: COMPLETE" in proc.stdout
     out = project / "kernel" / "output"
-    submission = out / "submissions" / "submission-mlp.csv"
+    submission = out / "submissions" / "submission.csv"  # the default model's name
     notebook_file = (kernel_run.root / "working" / "submission.csv").read_bytes()
     assert submission.read_bytes() == notebook_file
     assert json.loads((out / "data/raw/source.json").read_text())["origin"] == "kaggle-notebook"
@@ -328,9 +328,9 @@ def test_make_kernel_fetches_the_output_and_submit_kernel_uploads_that_very_file
     assert upload.returncode == 0, upload.stdout + upload.stderr
     assert fake.uploads == [notebook_file]
     assert "pipeline.modeling" not in upload.stdout and "pipeline.features" not in upload.stdout  # nothing rebuilt
-    assert "uploaded submission-mlp.csv" in upload.stdout
-    assert fake.calls("CreateSubmission")[0].json["submissionDescription"].startswith("mlp | val_acc ")
-    assert (out / "submissions/submission-mlp.upload.json").is_file()
+    assert "uploaded submission.csv" in upload.stdout
+    assert fake.calls("CreateSubmission")[0].json["submissionDescription"].startswith("conv_gru | val_acc ")
+    assert (out / "submissions/submission.upload.json").is_file()
     assert_clean(upload, fake)
 
 
@@ -339,9 +339,9 @@ def test_make_report_reads_the_fetched_output_without_retraining(kernel_run):
     assert kernel_run.proc.returncode == 0
     project = kernel_run.project
 
-    proc = run(["make", f"VENV={venv_dir()}", "report", "OUT=kernel/output", "MODEL=mlp", "EPOCHS=1"],
+    proc = run(["make", f"VENV={venv_dir()}", "report", "OUT=kernel/output", "EPOCHS=2"],
                cwd=project, env=kernel_run.env)
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pipeline.modeling.train" not in proc.stdout and "pipeline.features" not in proc.stdout
-    assert (project / "kernel/output/reports/mlp/index.html").is_file()
+    assert (project / "kernel/output/reports/conv_gru/index.html").is_file()
