@@ -254,8 +254,8 @@ def notebook_python(dest: Path) -> str:
 
 @pytest.fixture(scope="module")
 def kernel_run(tmp_path_factory):
-    """`make kernel EPOCHS=2` (the default model, conv_gru) in a copy of the project, against a fake Kaggle that runs the
-    pushed script in a simulated notebook: <tmp>/kaggle as KAGGLE_ROOT, the committed sample as
+    """`make kernel EPOCHS=2` (the default model, conv_gru) in a copy of the project, against a fake
+    Kaggle that runs the pushed script in a simulated notebook: <tmp>/kaggle as KAGGLE_ROOT, the committed sample as
     input/digit-recognizer, working/ as the current folder, no internet, no package index."""
     tmp = tmp_path_factory.mktemp("kernel")
     project = copy_project(tmp / "project")
