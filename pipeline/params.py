@@ -26,10 +26,13 @@ TRAIN_KEYS = {
     "learning_rate": (float, 0.0, 10.0, True),
     "augment": (bool, None, None, True),
     "backend": (str, None, None, True),
+    "precision": (str, None, None, True),
 }
 # Architecture options of one model (the factory's keyword arguments), on top of TRAIN_KEYS.
 MODEL_KEYS = {"cnn": {"width": (int, 1, 1024, True)}}
 BACKENDS = ("jax", "tensorflow", "torch")
+# Keras dtype policies: mixed_* compute in 16 bits and keep float32 weights (the softmax stays float32).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
 CV_KEYS = {"folds": (int, 2, 50, True), "seed": (int, 0, 2**32 - 1, True)}
 PREDICT_KEYS = {"tta": (bool, None, None, True)}
@@ -110,6 +113,8 @@ def _check_value(name: str, value, spec) -> None:
         raise PipelineError(f"parameter {name}: expected a list of names, got {value!r}")
     if name.endswith(".backend") and value not in BACKENDS:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
+    if name.endswith(".precision") and value not in PRECISIONS:
+        raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(PRECISIONS)}")
     if lo is None:
         return
     too_low = value < lo if kind is int else value <= lo  # a float range is open at the bottom

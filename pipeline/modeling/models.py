@@ -19,6 +19,12 @@ def _seed(seed, i):
     return None if seed is None else seed * 100 + i
 
 
+def _softmax(x):
+    """The output layer, in float32 under any precision: a 16-bit softmax rounds small probabilities
+    to 0 and the log loss to infinity."""
+    return _keras().layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="digit")(x)
+
+
 def conv_gru(x, seed=None):
     """The study's encoder-decoder: 28,506 parameters with the old GRU (reset_after=False)."""
     layers = _keras().layers
@@ -27,14 +33,14 @@ def conv_gru(x, seed=None):
     x = layers.MaxPool1D(2, name="pool")(x)
     x = layers.GRU(64, return_sequences=True, reset_after=False, name="gru1")(x)
     x = layers.GRU(16, reset_after=False, name="gru2")(x)
-    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+    return _softmax(x)
 
 
 def lstm(x, seed=None):
     """The study's LSTM reading one 28-pixel row per step."""
     layers = _keras().layers
     x = layers.LSTM(128, name="lstm")(x)
-    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+    return _softmax(x)
 
 
 def mlp(x, seed=None):
@@ -44,7 +50,7 @@ def mlp(x, seed=None):
     for i in (1, 2):
         x = layers.Dense(512, activation="relu", name=f"hidden{i}")(x)
         x = layers.Dropout(0.2, seed=_seed(seed, i), name=f"dropout{i}")(x)
-    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+    return _softmax(x)
 
 
 def cnn(x, width=16, seed=None):
@@ -65,7 +71,7 @@ def cnn(x, width=16, seed=None):
     x = layers.BatchNormalization(name="bn_dense")(x)
     x = layers.Activation("relu", name="relu_dense")(x)
     x = layers.Dropout(0.4, seed=_seed(seed, 3), name="dropout_dense")(x)
-    return layers.Dense(N_CLASSES, activation="softmax", name="digit")(x)
+    return _softmax(x)
 
 
 MODELS = {"conv_gru": conv_gru, "lstm": lstm, "mlp": mlp, "cnn": cnn}
@@ -78,5 +84,6 @@ def build_model(name: str, augment: bool = False, seed: int | None = None, **opt
     from pipeline.modeling.augment import RandomAffine
 
     inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE), name="rows")
-    x = RandomAffine(seed=seed, name="augment")(inputs) if augment else inputs
+    # float32 under any precision: the warp's coordinates need more than 16 bits (27.5 in bfloat16 is 27.5 +- 0.1).
+    x = RandomAffine(seed=seed, dtype="float32", name="augment")(inputs) if augment else inputs
     return keras.Model(inputs, MODELS[name](x, seed=seed, **options), name=name)

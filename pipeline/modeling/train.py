@@ -89,6 +89,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
     work_dir.mkdir(parents=True, exist_ok=True)
     history, rng, checkpoint = _resume_point(work_dir)
     context, replicas = distribute.scope(p.get("distribute", False))
+    keras.mixed_precision.set_global_policy(p.get("precision", "float32"))  # before any layer is made
     with context:
         if checkpoint is not None:
             from pipeline.modeling import augment  # noqa: F401  (registers RandomAffine for loading)
