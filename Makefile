@@ -112,11 +112,11 @@ train: $(MODEL_DIR)/metrics.json ## Train MODEL (default conv_gru) on one split;
 submission: $(SUBMISSION) ## Predict test.csv and write the checked submission CSV (CV=1: the k-fold models' mean)
 
 submissions: | $(VENV_OK) ## List your past Kaggle submissions with their scores
-	$(PY) -m pipeline.submissions
+	$(PY) -m pipeline.kaggle.submissions
 
 ifeq ($(KERNEL),)
 submit: $(SUBMISSION) ## Everything out of date, then upload to Kaggle (or say why not); KERNEL=1: the notebook's
-	$(PY) -m pipeline.submit --model $(MODEL) $(if $(CV),--cv)
+	$(PY) -m pipeline.kaggle.submit --model $(MODEL) $(if $(CV),--cv)
 endif
 
 # The data stage runs when its code or the DATA= file changes, with FORCE=1, or when
@@ -168,8 +168,8 @@ endif
 ifeq ($(CV),)
 report: $(REPORTS)/$(MODEL)/index.html ## Curves, confusion matrix, worst errors and per-class scores for MODEL (CV=1: out-of-fold)
 
-$(REPORTS)/%/index.html: $(MODELS)/%/metrics.json $(CODE.pipeline.report)
-	$(PY) -m pipeline.report --model $*
+$(REPORTS)/%/index.html: $(MODELS)/%/metrics.json $(CODE.pipeline.evaluate.report)
+	$(PY) -m pipeline.evaluate.report --model $*
 endif
 
 tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhost:6006)

@@ -1,6 +1,6 @@
 ##@ Speed
-# `make bench` (pipeline/bench.py): a plain Keras notebook of the study's model first
-# (pipeline/baseline_notebook.py, standalone), then each of BENCH_MODELS through make train's own
+# `make bench` (pipeline/speed/bench.py): a plain Keras notebook of the study's model first
+# (pipeline/speed/baseline_notebook.py, standalone), then each of BENCH_MODELS through make train's own
 # CLIs, all in this one invocation; times as ratios of the baseline's. EPOCHS= caps every run
 # (the baseline's too: a smoke run), PARAMS= goes to the pipeline runs. The other shorthands
 # would mean something else here than in `make train`, so they are refused, not dropped.
@@ -14,7 +14,7 @@ BENCH_REFUSED := $(strip $(foreach v,BATCH_SIZE LR SEED MEMBERS FULL_DATA FOLDS 
 
 ifeq ($(BENCH_REFUSED),)
 bench: $(PROCESSED)/train.npz $(PROCESSED)/test.npz | $(VENV_OK) ## Time BENCH_MODELS (BENCH_BACKENDS=) against a plain Keras notebook; EPOCHS=, PARAMS=
-	$(PY) -m pipeline.bench --models $(subst $(bench_space),$(bench_comma),$(strip $(BENCH_MODELS))) \
+	$(PY) -m pipeline.speed.bench --models $(subst $(bench_space),$(bench_comma),$(strip $(BENCH_MODELS))) \
 		$(if $(strip $(BENCH_BACKENDS)),--backends $(subst $(bench_space),$(bench_comma),$(strip $(BENCH_BACKENDS)))) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) -- $(PARAMS)
 else

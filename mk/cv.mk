@@ -36,7 +36,7 @@ define WRITE_IF_CHANGED
 	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
 endef
 
-# --- blend: weights fitted on the members' out-of-fold predictions (pipeline/blend.py)
+# --- blend: weights fitted on the members' out-of-fold predictions (pipeline/modeling/blend.py)
 COMPARE_MODELS ?= mlp lstm conv_gru
 
 # Read blend.models (a Python start) only when a blend is wanted.
@@ -48,26 +48,26 @@ $(STATE)/blend-models.txt: FORCE
 	$(call WRITE_IF_CHANGED,$(BLEND_MODELS))
 
 $(MODELS)/blend/cv/metrics.json: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/cv/metrics.json) \
-		$(STATE)/blend-models.txt $(CODE.pipeline.blend) | $(VENV_OK)
-	$(PY) -m pipeline.blend --models $(BLEND_MODELS)
+		$(STATE)/blend-models.txt $(CODE.pipeline.modeling.blend) | $(VENV_OK)
+	$(PY) -m pipeline.modeling.blend --models $(BLEND_MODELS)
 endif
 
 blend: $(MODELS)/blend/cv/metrics.json ## Blend the CV runs of blend.models, weights fitted out of fold (PARAMS="blend.models=cnn,lstm")
 
-# --- compare: OOF accuracy, 95% interval, McNemar against the best (pipeline/compare.py)
+# --- compare: OOF accuracy, 95% interval, McNemar against the best (pipeline/evaluate/compare.py)
 $(STATE)/compare-models.txt: FORCE
 	$(call WRITE_IF_CHANGED,$(COMPARE_MODELS))
 
 $(REPORTS)/compare.md: $(foreach m,$(COMPARE_MODELS),$(MODELS)/$(m)/cv/metrics.json) \
-		$(STATE)/compare-models.txt $(CODE.pipeline.compare) | $(VENV_OK)
-	$(PY) -m pipeline.compare $(COMPARE_MODELS)
+		$(STATE)/compare-models.txt $(CODE.pipeline.evaluate.compare) | $(VENV_OK)
+	$(PY) -m pipeline.evaluate.compare $(COMPARE_MODELS)
 
 compare: $(REPORTS)/compare.md ## Compare CV runs (COMPARE_MODELS="mlp lstm conv_gru"): OOF accuracy, 95% CI, McNemar vs the best
 
-# --- report CV=1: confusion matrix and errors out of fold, over every labelled row (pipeline/report.py)
+# --- report CV=1: confusion matrix and errors out of fold, over every labelled row (pipeline/evaluate/report.py)
 ifneq ($(CV),)
 report: $(REPORTS)/$(MODEL)-cv/index.html
 endif
 
-$(REPORTS)/%-cv/index.html: $(MODELS)/%/cv/metrics.json $(PROCESSED)/train.npz $(CODE.pipeline.report) | $(VENV_OK)
-	$(PY) -m pipeline.report --model $* --cv
+$(REPORTS)/%-cv/index.html: $(MODELS)/%/cv/metrics.json $(PROCESSED)/train.npz $(CODE.pipeline.evaluate.report) | $(VENV_OK)
+	$(PY) -m pipeline.evaluate.report --model $* --cv

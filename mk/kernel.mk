@@ -1,7 +1,7 @@
-# Kaggle notebooks (pipeline/kernel.py): run `make submission` in a private Kaggle notebook with a
+# Kaggle notebooks (pipeline/kaggle/kernel.py): run `make submission` in a private Kaggle notebook with a
 # GPU, fetch its output into kernel/output, upload that very submission with `make submit KERNEL=1`.
 # KERNEL_POLL= (seconds between status checks, default 30), KERNEL_TIMEOUT= (seconds to wait,
-# default 10800) and KERNEL_GPU=0 (no GPU) reach pipeline/kernel.py through the environment.
+# default 10800) and KERNEL_GPU=0 (no GPU) reach pipeline/kaggle/kernel.py through the environment.
 
 ##@ Kaggle notebooks
 .PHONY: kernel kernel-wait submit-kernel
@@ -11,13 +11,13 @@ KERNEL_SETTINGS := MODEL CV EPOCHS BATCH_SIZE LR SEED MEMBERS FOLDS FULL_DATA PA
 KERNEL_ARGS = $(foreach v,$(KERNEL_SETTINGS),$(if $(strip $($(v))),'$(v)=$(strip $($(v)))'))
 
 kernel: | $(VENV_OK) ## `make submission` (same MODEL=, EPOCHS=, CV=1...) in a private Kaggle notebook with a GPU; output to kernel/output
-	$(PY) -m pipeline.kernel run $(KERNEL_ARGS)
+	$(PY) -m pipeline.kaggle.kernel run $(KERNEL_ARGS)
 
 kernel-wait: | $(VENV_OK) ## Wait again for the notebook `make kernel` pushed, then fetch its output
-	$(PY) -m pipeline.kernel wait
+	$(PY) -m pipeline.kaggle.kernel wait
 
 submit-kernel: | $(VENV_OK) ## Upload kernel/output's submission as it is (`make submit KERNEL=1`)
-	$(PY) -m pipeline.kernel submit
+	$(PY) -m pipeline.kaggle.kernel submit
 
 # `make submit KERNEL=1`: the main Makefile's submit has no recipe then; this is it. Only a KERNEL
 # given on the command line (or in the environment) counts: pipeline.config may also name a path so.

@@ -77,7 +77,7 @@ def fetch(source: Source, dest: Path, force: bool) -> Path | None:
     """Put the three raw files in dest; returns the zip they came from, if any."""
     path = source.path
     if source.origin == "kaggle-api":
-        from pipeline import kaggle_client
+        from pipeline.kaggle import client as kaggle_client
 
         path = kaggle_client.download_competition(config.DOWNLOAD_DIR, force=force)
     if path.is_dir():

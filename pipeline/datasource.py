@@ -43,7 +43,7 @@ class Source:
 
 
 def kaggle_ready() -> bool:
-    from pipeline import kaggle_client  # standard library only until it talks to Kaggle
+    from pipeline.kaggle import client as kaggle_client  # standard library only until it talks to Kaggle
 
     return kaggle_client.credentials_available()
 

@@ -8,7 +8,8 @@ import pytest
 from scipy.stats import binomtest
 
 from helpers import REPO, error_line, run_module
-from pipeline import blend, compare
+from pipeline.evaluate import compare
+from pipeline.modeling import blend
 from pipeline.files import save_npz
 
 N, FOLDS, N_TEST = 1000, 5, 30
@@ -89,7 +90,7 @@ def test_fit_weights_finds_the_obvious_blend():
 
 
 def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_path):
-    proc = run_module("pipeline.blend", cwd=tmp_path, env=adversarial["env"], timeout=120)  # blend.models of params.toml
+    proc = run_module("pipeline.modeling.blend", cwd=tmp_path, env=adversarial["env"], timeout=120)  # blend.models of params.toml
     assert proc.returncode == 0, proc.stderr
     cv_dir = adversarial["out"] / "models/blend/cv"
     metrics = json.loads((cv_dir / "metrics.json").read_text())
@@ -145,14 +146,14 @@ def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_
 @pytest.mark.parametrize("key, word", [("folds_sha256", "folds"), ("data_sha256", "data")])
 def test_a_blend_of_runs_on_different_folds_is_refused(adversarial, tmp_path, key, word):
     write_cv_run(adversarial["out"], "lstm", adversarial["proba"]["lstm"], **{key: "0" * 64})
-    proc = run_module("pipeline.blend", "--models", "cnn", "lstm", cwd=tmp_path, env=adversarial["env"], timeout=120)
+    proc = run_module("pipeline.modeling.blend", "--models", "cnn", "lstm", cwd=tmp_path, env=adversarial["env"], timeout=120)
     line = error_line(proc)
     assert f"lstm and cnn were cross-validated on different {word}" in line
     assert not (adversarial["out"] / "models/blend/cv/metrics.json").exists()
 
 
 def test_a_missing_cv_run_names_the_make_target(adversarial, tmp_path):
-    proc = run_module("pipeline.blend", "--models", "cnn", "mlp", cwd=tmp_path, env=adversarial["env"], timeout=120)
+    proc = run_module("pipeline.modeling.blend", "--models", "cnn", "mlp", cwd=tmp_path, env=adversarial["env"], timeout=120)
     assert "run `make cv MODEL=mlp` first" in error_line(proc)
 
 
@@ -182,7 +183,7 @@ def three_runs(tmp_path):
 
 
 def test_mcnemar_counts_and_p_values_match_a_hand_count(three_runs, tmp_path):
-    proc = run_module("pipeline.compare", "mlp", "lstm", "cnn", cwd=tmp_path, env=three_runs["env"], timeout=120)
+    proc = run_module("pipeline.evaluate.compare", "mlp", "lstm", "cnn", cwd=tmp_path, env=three_runs["env"], timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((three_runs["out"] / "reports/compare.json").read_text())
     rows = {r["model"]: r for r in result["rows"]}
@@ -217,10 +218,10 @@ def test_mcnemar_counts_and_p_values_match_a_hand_count(three_runs, tmp_path):
 
 
 def test_compare_defaults_to_the_study_and_refuses_other_folds(three_runs, tmp_path):
-    proc = run_module("pipeline.compare", cwd=tmp_path, env=three_runs["env"], timeout=120)
+    proc = run_module("pipeline.evaluate.compare", cwd=tmp_path, env=three_runs["env"], timeout=120)
     assert "run `make cv MODEL=conv_gru` first" in error_line(proc)  # mlp lstm conv_gru; no conv_gru run here
     write_cv_run(three_runs["out"], "lstm", member_proba(Y, 0.8, seed=9), folds_sha256="e" * 64)
-    proc = run_module("pipeline.compare", "cnn", "lstm", cwd=tmp_path, env=three_runs["env"], timeout=120)
+    proc = run_module("pipeline.evaluate.compare", "cnn", "lstm", cwd=tmp_path, env=three_runs["env"], timeout=120)
     assert "cross-validated on different folds" in error_line(proc)
 
 

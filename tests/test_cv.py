@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline import csvcheck
-from pipeline.submit import upload_message
+from pipeline.kaggle.submit import upload_message
 from tests.helpers import copy_project, run, venv_dir
 
 pytestmark = pytest.mark.slow

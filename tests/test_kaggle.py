@@ -1,4 +1,4 @@
-"""pipeline.kaggle_client and pipeline.submissions against a fake Kaggle API, through the real kaggle client."""
+"""pipeline.kaggle.client and pipeline.kaggle.submissions against a fake Kaggle API, through the real kaggle client."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import isolate_kaggle_env, tiny_competition_zip
-from pipeline import config, kaggle_client
+from pipeline import config
+from pipeline.kaggle import client as kaggle_client
 from pipeline.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,7 +226,7 @@ def test_limits_follow_submissions(fake_kaggle, csv_file):
 
 
 def run_submissions(env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.submissions"], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "pipeline.kaggle.submissions"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -470,7 +471,7 @@ def test_credentials_available(mechanism, tmp_path, monkeypatch):
 
 def test_credentials_available_does_not_import_kaggle(tmp_path, monkeypatch):
     isolate_kaggle_env(monkeypatch, tmp_path / "home")
-    code = ("import sys; from pipeline import kaggle_client as k; k.credentials_available(); "
+    code = ("import sys; from pipeline.kaggle import client as k; k.credentials_available(); "
             "k.missing_credentials_message(); print('kaggle' in sys.modules)")
 
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

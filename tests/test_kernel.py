@@ -21,7 +21,8 @@ from types import SimpleNamespace
 import pytest
 
 from fake_kaggle import FakeKaggle, notebook_log, run_notebook
-from pipeline import config, csvcheck, kernel, kaggle_client
+from pipeline import config, csvcheck
+from pipeline.kaggle import client as kaggle_client, kernel
 from tests.helpers import copy_project, error_line, run, run_module, venv_dir
 
 KERNEL_ID = "tester/digit-recognizer-pipeline"
@@ -58,9 +59,9 @@ def finished_output(model: str = "mlp", rows: int = 3) -> dict[str, bytes]:
 
 
 def kernel_cli(*args: str, cwd: Path, env: dict, **settings) -> subprocess.CompletedProcess:
-    """python -m pipeline.kernel ARGS with outputs under cwd/out and fast polling."""
+    """python -m pipeline.kaggle.kernel ARGS with outputs under cwd/out and fast polling."""
     full = env | {"PIPELINE_OUT": str(cwd / "out"), "KERNEL_POLL": "0.05", "NO_PROXY": "", "no_proxy": ""}
-    return run_module("pipeline.kernel", *args, cwd=cwd, env=full | settings, timeout=120)
+    return run_module("pipeline.kaggle.kernel", *args, cwd=cwd, env=full | settings, timeout=120)
 
 
 def assert_clean(proc, fake) -> None:
@@ -184,7 +185,7 @@ def test_the_wait_times_out_and_resumes(fake_kaggle, kaggle_env, tmp_path):
 
     line = error_line(proc)
     assert f"the notebook {KERNEL_ID} (version 1) is still RUNNING after" in line
-    assert "resume waiting with `make kernel-wait` (or `python -m pipeline.kernel wait`)" in line
+    assert "resume waiting with `make kernel-wait` (or `python -m pipeline.kaggle.kernel wait`)" in line
     assert proc.stdout.count("kernel: RUNNING") >= 2
 
     fake_kaggle.kernel_statuses = ["COMPLETE"]

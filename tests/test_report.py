@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from helpers import REPO, run_module
-from pipeline import report
+from pipeline.evaluate import report
 from pipeline.errors import PipelineError
 from pipeline.files import save_npz
 
@@ -239,7 +239,7 @@ def test_an_untrained_model_is_a_one_line_error(fake, missing, capsys):
 
 
 def test_cli_runs_headless_in_a_subprocess(fake, tmp_path):
-    proc = run_module("pipeline.report", "--model", "fake", "--model-dir", str(fake["model_dir"]),
+    proc = run_module("pipeline.evaluate.report", "--model", "fake", "--model-dir", str(fake["model_dir"]),
                       "--data", str(fake["train"]), "--out", str(fake["out"]), cwd=tmp_path,
                       env={"PYTHONPATH": str(REPO), "DISPLAY": "", "MPLCONFIGDIR": str(tmp_path / "mpl")},
                       timeout=120)
@@ -281,7 +281,7 @@ def fake_cv(tmp_path):
 
 
 def test_cv_report_covers_every_labelled_row_out_of_fold(fake_cv, tmp_path):
-    proc = run_module("pipeline.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
+    proc = run_module("pipeline.evaluate.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = fake_cv["out"] / "reports/fake-cv"
     assert f"out-of-fold accuracy {fake_cv['acc']:.2%} (all {N_TRAIN} rows)" in proc.stdout
@@ -306,7 +306,7 @@ def test_cv_report_covers_every_labelled_row_out_of_fold(fake_cv, tmp_path):
 
 def test_cv_report_without_a_cv_run_names_the_make_target(fake_cv, tmp_path):
     (fake_cv["cv_dir"] / "oof.npz").unlink()
-    proc = run_module("pipeline.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
+    proc = run_module("pipeline.evaluate.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "oof.npz is missing: run `make cv MODEL=fake` first" in proc.stderr
 

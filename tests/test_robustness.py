@@ -10,7 +10,7 @@ import pytest
 from pipeline import files
 from pipeline.errors import PipelineError
 from pipeline.modeling import backend
-from pipeline.submit import check_provenance, upload_refusal
+from pipeline.kaggle.submit import check_provenance, upload_refusal
 
 backend.init()
 

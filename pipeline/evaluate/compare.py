@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
-from pipeline.blend import check_same_folds, load_cv_run, log_loss
+from pipeline.modeling.blend import check_same_folds, load_cv_run, log_loss
 from pipeline.errors import PipelineError, cli
 from pipeline.files import write_json, write_text
 from pipeline.stats import accuracy_ci, mcnemar

@@ -518,7 +518,7 @@ def submissions() -> list[dict]:
 
 
 # --------------------------------------------------------------------------- notebooks (kernels)
-# What kaggle 2.2.5 calls a kernel is a notebook; `make kernel` (pipeline/kernel.py) pushes one,
+# What kaggle 2.2.5 calls a kernel is a notebook; `make kernel` (pipeline/kaggle/kernel.py) pushes one,
 # polls its session and fetches its output through these calls. All checked against the installed
 # client: KaggleApi.kernels_push (reads <folder>/kernel-metadata.json and the code file, then POSTs
 # kernels.KernelsApiService/SaveKernel), kernels_status (GetKernelSessionStatus), kernels_output

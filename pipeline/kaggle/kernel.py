@@ -1,6 +1,6 @@
 """Run the pipeline in a private Kaggle notebook: push, wait, fetch; then upload its submission.
 
-`make kernel` (python -m pipeline.kernel run NAME=value ...) pushes ONE self-contained script: the
+`make kernel` (python -m pipeline.kaggle.kernel run NAME=value ...) pushes ONE self-contained script: the
 pipeline's code (pipeline/, mk/, Makefile, params.toml, pyproject.toml) as a base64 tar.gz inside
 a generated .py, which unpacks it and runs `make submission` with the same settings (MODEL=,
 EPOCHS=, PARAMS=, CV=1, ...) in notebook mode: the competition's files attached as input, the
@@ -8,12 +8,12 @@ notebook's own packages (no internet, nothing installed), a GPU. It then waits (
 every KERNEL_POLL seconds, at most KERNEL_TIMEOUT seconds) and fetches the output into
 kernel/output, laid out like an output root (data/raw/source.json, data/processed/train.npz,
 models/, submissions/, logs/) plus the notebook's log, so `make report OUT=kernel/output ...` reads
-it and `make submit KERNEL=1` (python -m pipeline.kernel submit) uploads the notebook's very file
-through pipeline.submit, rebuilding nothing.
+it and `make submit KERNEL=1` (python -m pipeline.kaggle.kernel submit) uploads the notebook's very file
+through pipeline.kaggle.submit, rebuilding nothing.
 
-    python -m pipeline.kernel run MODEL=cnn EPOCHS=15   # push, wait, fetch
-    python -m pipeline.kernel wait                      # wait again for the last push, fetch
-    python -m pipeline.kernel submit                    # upload kernel/output's submission
+    python -m pipeline.kaggle.kernel run MODEL=cnn EPOCHS=15   # push, wait, fetch
+    python -m pipeline.kaggle.kernel wait                      # wait again for the last push, fetch
+    python -m pipeline.kaggle.kernel submit                    # upload kernel/output's submission
 
 Every failure is one line and exit status 2 (no credentials, a refused push, no GPU quota left, the
 notebook ending in ERROR: with the end of its log, the wait timing out: with the command that
@@ -229,7 +229,7 @@ def _gpu_wanted() -> bool:
 
 def push(settings: dict) -> dict:
     """Push the notebook; return the state recorded in kernel/kernel.json."""
-    from pipeline import kaggle_client
+    from pipeline.kaggle import client as kaggle_client
 
     if not kaggle_client.credentials_available():
         raise PipelineError(kaggle_client.missing_credentials_message())
@@ -291,7 +291,7 @@ def log_text(path: Path | None) -> str:
 
 
 def log_tail(text: str, n: int = LOG_LINES, width: int = 400) -> str:
-    from pipeline import kaggle_client
+    from pipeline.kaggle import client as kaggle_client
 
     lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
     if not lines:
@@ -304,7 +304,7 @@ def log_tail(text: str, n: int = LOG_LINES, width: int = 400) -> str:
 
 def _fetch(state: dict, target: Path, file_pattern: str | None = None) -> tuple[Path, Path | None]:
     """The session's output (files matching file_pattern) into a fresh staging folder beside target."""
-    from pipeline import kaggle_client
+    from pipeline.kaggle import client as kaggle_client
 
     kernel_dir().mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=kernel_dir()))
@@ -380,7 +380,7 @@ def fetch(state: dict) -> Path:
 
 def fail(state: dict, status: str, failure: str | None, elapsed: float) -> None:
     """ERROR or cancelled: the log into kernel/failed, and one line saying why."""
-    from pipeline import kaggle_client
+    from pipeline.kaggle import client as kaggle_client
 
     if kaggle_client.is_gpu_quota_message(failure):
         raise PipelineError(kaggle_client.gpu_quota_message(failure))
@@ -402,7 +402,7 @@ def fail(state: dict, status: str, failure: str | None, elapsed: float) -> None:
 
 def wait(state: dict) -> Path:
     """Poll the session until it ends (one line per poll); fetch its output; return the submission."""
-    from pipeline import kaggle_client
+    from pipeline.kaggle import client as kaggle_client
 
     poll = _seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)
     timeout = _seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
@@ -435,7 +435,7 @@ def wait(state: dict) -> Path:
                 raise PipelineError(
                     f"{describe(state)} is still {status} after {_duration(time.time() - pushed_at)} "
                     f"(KERNEL_TIMEOUT={timeout:g} s); it goes on running on Kaggle: resume waiting with "
-                    "`make kernel-wait` (or `python -m pipeline.kernel wait`), "
+                    "`make kernel-wait` (or `python -m pipeline.kaggle.kernel wait`), "
                     f"or see {state.get('url') or 'https://www.kaggle.com/code'}")
             time.sleep(min(poll, left))
     except KeyboardInterrupt:
@@ -445,7 +445,7 @@ def wait(state: dict) -> Path:
 
 # --------------------------------------------------------------------------- upload
 def submit() -> int:
-    """Upload kernel/output's submission through pipeline.submit (its checks, its receipt), as is."""
+    """Upload kernel/output's submission through pipeline.kaggle.submit (its checks, its receipt), as is."""
     out = output_dir()
     try:
         record = json.loads((out / RECORD).read_text(encoding="utf-8"))
@@ -460,7 +460,7 @@ def submit() -> int:
     env.pop("KAGGLE_KERNEL_RUN_TYPE", None)
     _say(f"uploading {_shown(out / 'submissions' / submission_name(settings))}, the notebook's own "
          f"(`make submission {' '.join(make_args(settings))}`)")
-    return subprocess.call([sys.executable, "-m", "pipeline.submit", *args], cwd=config.ROOT, env=env)
+    return subprocess.call([sys.executable, "-m", "pipeline.kaggle.submit", *args], cwd=config.ROOT, env=env)
 
 
 @cli
@@ -487,7 +487,7 @@ def main(argv=None):
 
 
 # --------------------------------------------------------------------------- the notebook's program
-SCRIPT_TEMPLATE = r'''"""Digit Recognizer pipeline, pushed by `make kernel` (generated by pipeline/kernel.py: do not edit).
+SCRIPT_TEMPLATE = r'''"""Digit Recognizer pipeline, pushed by `make kernel` (generated by pipeline/kaggle/kernel.py: do not edit).
 
 Runs `make submission @SETTINGS@` in notebook mode with the pipeline's code, embedded below
 (a base64 tar.gz of pipeline/, mk/, Makefile, params.toml, pyproject.toml): the competition's

@@ -1,10 +1,10 @@
-"""`python -m pipeline.submissions`: your past submissions to the competition, newest first."""
+"""`python -m pipeline.kaggle.submissions`: your past submissions to the competition, newest first."""
 
 from __future__ import annotations
 
 import argparse
 
-from pipeline import kaggle_client
+from pipeline.kaggle import client as kaggle_client
 from pipeline.config import COMPETITION
 from pipeline.errors import cli
 
@@ -26,7 +26,7 @@ def format_table(rows: list[dict]) -> str:
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.submissions",
+        prog="python -m pipeline.kaggle.submissions",
         description=f"List your submissions to the Kaggle {COMPETITION} competition, newest first.")
     parser.parse_args(argv)
     rows = kaggle_client.submissions()

@@ -36,14 +36,14 @@ def upload_refusal(prov: dict, credentials: bool) -> str | None:
         return (f"its test set came from local data ({data['path']}), which is not known to be the competition's own "
                 "test.csv: rerun with DATA=kaggle (Kaggle credentials) or in a Kaggle notebook to get the competition files")
     if not credentials:
-        from pipeline import kaggle_client
+        from pipeline.kaggle import client as kaggle_client
 
         return kaggle_client.missing_credentials_message()
     return None
 
 
 def kaggle_client_token_url() -> str:
-    from pipeline import kaggle_client
+    from pipeline.kaggle import client as kaggle_client
 
     return kaggle_client.TOKEN_URL
 
@@ -67,7 +67,7 @@ def main(argv=None):
     ap.add_argument("--model", default="conv_gru")
     ap.add_argument("--cv", action="store_true", help="the cross-validated submission (submission-<model>-cv.csv)")
     args = ap.parse_args(argv)
-    from pipeline import kaggle_client
+    from pipeline.kaggle import client as kaggle_client
 
     path = config.submission_path(args.model, cv=args.cv)
     prov = read_json(path.with_suffix(".json"))

@@ -5,7 +5,7 @@ and runs with the framework's defaults (TensorFlow backend, no determinism, no s
 split's, Keras's default jit_compile). The only additions to the notebook are the timing: one
 epoch-end callback and one JSON line of timings printed at the end, which the harness reads.
 
-    python pipeline/baseline_notebook.py --data-dir data/raw --out submission.csv [--epochs 10]
+    python pipeline/speed/baseline_notebook.py --data-dir data/raw --out submission.csv [--epochs 10]
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """`make bench`: the pipeline's training time against a plain Kaggle-notebook baseline, same machine.
 
-1. The baseline, first: pipeline/baseline_notebook.py, a standalone script that imports nothing
+1. The baseline, first: pipeline/speed/baseline_notebook.py, a standalone script that imports nothing
    from this project (pandas reads data/raw/*.csv, the same stratified 10% split, the study's model
    in keras.Sequential, Adam 1e-3, batch 32, 10 epochs, predict, to_csv), run with its framework's
    defaults (KERAS_BACKEND=tensorflow, no determinism, default jit_compile).
@@ -283,7 +283,7 @@ def main(argv=None):
     add_ratios(rows)
     table = markdown(rows, args.target)
     write_json(config.BENCH_DIR / "results.json", {
-        "command": ["pipeline.bench", *(sys.argv[1:] if argv is None else argv)],
+        "command": ["pipeline.speed.bench", *(sys.argv[1:] if argv is None else argv)],
         "target_accuracy": args.target, "epochs_cap": cap, "overrides": args.overrides,
         "ratios": "fit_x_baseline and to_target_x_baseline divide by the baseline's fit_seconds",
         "rows": rows, "wall_seconds": round(time.time() - started, 1),

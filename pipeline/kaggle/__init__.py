@@ -1,0 +1,1 @@
+"""Talking to Kaggle: the API client, notebooks (`make kernel`), uploads and the submission history."""
