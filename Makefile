@@ -98,6 +98,14 @@ endif
 
 MODEL_DIR := $(MODELS)/$(MODEL)
 
+# Every stage runs through pipeline/stage.py, which locks its target (a second run that needs it
+# waits, saying for whom, or with WAIT=0 refuses) and does not make again what another run made.
+WAIT ?=
+ifneq ($(WAIT),)
+export PIPELINE_WAIT := $(WAIT)
+endif
+STAGE = @STAGE_DEPS='$^' $(PY) -m pipeline.stage $@
+
 ##@ Main
 .PHONY: install data features train submission submit submissions
 
@@ -105,7 +113,7 @@ install: $(VENV_OK) ## Create .venv from pyproject.toml (redone only when it cha
 
 data: $(RAW)/source.json ## Place and validate train/test CSVs in data/raw (DATA=zip|folder|kaggle, FORCE=1)
 
-features: $(PROCESSED)/train.npz ## Cache the images as float32 28x28 row sequences
+features: $(PROCESSED)/features.json ## Cache the images as float32 28x28 row sequences (train.npz, test.npz)
 
 train: $(MODEL_DIR)/metrics.json ## Train MODEL (default conv_gru) on one split; EPOCHS=, BATCH_SIZE=, LR=, SEED=, PARAMS=
 
@@ -116,7 +124,8 @@ submissions: | $(VENV_OK) ## List your past Kaggle submissions with their scores
 
 ifeq ($(KERNEL),)
 submit: $(SUBMISSION) ## Everything out of date, then upload to Kaggle (or say why not); KERNEL=1: the notebook's
-	$(PY) -m pipeline.kaggle.submit --model $(MODEL) $(if $(CV),--cv)
+	@STAGE_DEPS='FORCE $(SUBMISSION)' $(PY) -m pipeline.stage $(basename $(SUBMISSION)).upload.json \
+		-m pipeline.kaggle.submit --model $(MODEL) $(if $(CV),--cv)
 endif
 
 # The data stage runs when its code or the DATA= file changes, with FORCE=1, or when
@@ -124,10 +133,10 @@ endif
 # sample while the competition's files can now be had). Nothing is recorded before it succeeds.
 DATA_STALE := $(shell $(SHELL_ENV) $(PYTHON) -m pipeline.datasource $(if $(DATA),--data '$(DATA)'))
 $(RAW)/source.json: $(CODE.pipeline.dataset) $(filter-out kaggle,$(wildcard $(DATA))) $(if $(FORCE)$(DATA_STALE),FORCE) | $(VENV_OK)
-	$(PY) -m pipeline.dataset $(if $(DATA),--data '$(DATA)') $(if $(FORCE),--force)
+	$(STAGE) -m pipeline.dataset $(if $(DATA),--data '$(DATA)') $(if $(FORCE),--force)
 
-$(PROCESSED)/train.npz $(PROCESSED)/test.npz &: $(RAW)/source.json $(CODE.pipeline.features)
-	$(PY) -m pipeline.features
+$(PROCESSED)/features.json: $(RAW)/source.json $(CODE.pipeline.features)
+	$(STAGE) -m pipeline.features
 
 # Rewritten only when the parameters a model reads change, so only then does it retrain.
 $(MODELS)/%/params.json: FORCE | $(VENV_OK)
@@ -136,8 +145,8 @@ $(MODELS)/%/params.json: FORCE | $(VENV_OK)
 $(MODELS)/%/predict.json: FORCE | $(VENV_OK)
 	@$(PY) -m pipeline.params --predict --out $@ $(OVERRIDES)
 
-$(MODELS)/%/metrics.json: $(MODELS)/%/params.json $(PROCESSED)/train.npz $(CODE.pipeline.modeling.train)
-	$(PY) -m pipeline.modeling.train --model $*
+$(MODELS)/%/metrics.json: $(MODELS)/%/params.json $(PROCESSED)/features.json $(CODE.pipeline.modeling.train)
+	$(STAGE) -m pipeline.modeling.train --model $*
 
 # Ensemble members are separate targets: `make -j2 train MODEL=ensemble` trains two at a time,
 # and a finished member is never retrained (adding members only trains the new ones).
@@ -145,21 +154,21 @@ ifeq ($(MODEL),ensemble)
 N_MEMBERS := $(shell $(PARAMS_CLI) --get ensemble.members $(OVERRIDES))
 MEMBER_METRICS := $(foreach i,$(shell seq 1 $(N_MEMBERS)),$(MODELS)/ensemble/member-$(i)/metrics.json)
 
-$(MODELS)/ensemble/member-%/metrics.json: $(MODELS)/ensemble/params.json $(PROCESSED)/train.npz $(CODE.pipeline.modeling.ensemble)
-	$(PY) -m pipeline.modeling.ensemble member --index $*
+$(MODELS)/ensemble/member-%/metrics.json: $(MODELS)/ensemble/params.json $(PROCESSED)/features.json $(CODE.pipeline.modeling.ensemble)
+	$(STAGE) -m pipeline.modeling.ensemble member --index $*
 
 $(MODELS)/ensemble/metrics.json: $(MODELS)/ensemble/params.json $(MEMBER_METRICS) $(CODE.pipeline.modeling.ensemble)
-	$(PY) -m pipeline.modeling.ensemble assemble --members $(N_MEMBERS)
+	$(STAGE) -m pipeline.modeling.ensemble assemble --members $(N_MEMBERS)
 endif
 
 .PRECIOUS: $(MODELS)/%/params.json $(MODELS)/%/predict.json $(MODELS)/%/metrics.json
 
 ifeq ($(CV),)
-$(SUBMISSION): $(MODEL_DIR)/metrics.json $(MODEL_DIR)/predict.json $(PROCESSED)/test.npz $(CODE.pipeline.modeling.predict)
-	$(PY) -m pipeline.modeling.predict --model $(MODEL)
+$(SUBMISSION): $(MODEL_DIR)/metrics.json $(MODEL_DIR)/predict.json $(PROCESSED)/features.json $(CODE.pipeline.modeling.predict)
+	$(STAGE) -m pipeline.modeling.predict --model $(MODEL)
 else
 $(SUBMISSION): $(MODEL_DIR)/cv/metrics.json $(CODE.pipeline.modeling.predict)
-	$(PY) -m pipeline.modeling.predict --model $(MODEL) --cv
+	$(STAGE) -m pipeline.modeling.predict --model $(MODEL) --cv
 endif
 
 ##@ Report
@@ -169,7 +178,7 @@ ifeq ($(CV),)
 report: $(REPORTS)/$(MODEL)/index.html ## Curves, confusion matrix, worst errors and per-class scores for MODEL (CV=1: out-of-fold)
 
 $(REPORTS)/%/index.html: $(MODELS)/%/metrics.json $(CODE.pipeline.evaluate.report)
-	$(PY) -m pipeline.evaluate.report --model $*
+	$(STAGE) -m pipeline.evaluate.report --model $*
 endif
 
 tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhost:6006)

@@ -13,7 +13,7 @@ BENCH_REFUSED := $(strip $(foreach v,BATCH_SIZE LR SEED MEMBERS FULL_DATA FOLDS 
 .PHONY: bench
 
 ifeq ($(BENCH_REFUSED),)
-bench: $(PROCESSED)/train.npz $(PROCESSED)/test.npz | $(VENV_OK) ## Time BENCH_MODELS (BENCH_BACKENDS=) against a plain Keras notebook; EPOCHS=, PARAMS=
+bench: $(PROCESSED)/features.json | $(VENV_OK) ## Time BENCH_MODELS (BENCH_BACKENDS=) against a plain Keras notebook; EPOCHS=, PARAMS=
 	$(PY) -m pipeline.speed.bench --models $(subst $(bench_space),$(bench_comma),$(strip $(BENCH_MODELS))) \
 		$(if $(strip $(BENCH_BACKENDS)),--backends $(subst $(bench_space),$(bench_comma),$(strip $(BENCH_BACKENDS)))) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) -- $(PARAMS)

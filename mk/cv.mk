@@ -17,12 +17,12 @@ define cv_rules
 $(MODELS)/$(1)/cv/params.json: FORCE | $(VENV_OK)
 	@$$(PY) -m pipeline.params --model $(1) --cv --out $$@ $$(OVERRIDES)
 
-$(MODELS)/$(1)/cv/fold-%/metrics.json: $(MODELS)/$(1)/cv/params.json $(PROCESSED)/train.npz $(CODE.pipeline.modeling.cv)
-	$$(PY) -m pipeline.modeling.cv fold --model $(1) --fold $$*
+$(MODELS)/$(1)/cv/fold-%/metrics.json: $(MODELS)/$(1)/cv/params.json $(PROCESSED)/features.json $(CODE.pipeline.modeling.cv)
+	$$(STAGE) -m pipeline.modeling.cv fold --model $(1) --fold $$*
 
-$(MODELS)/$(1)/cv/metrics.json: $(MODELS)/$(1)/cv/params.json $(MODELS)/$(1)/predict.json $(PROCESSED)/test.npz \
+$(MODELS)/$(1)/cv/metrics.json: $(MODELS)/$(1)/cv/params.json $(MODELS)/$(1)/predict.json $(PROCESSED)/features.json \
 		$(foreach k,$(shell seq 1 $(N_FOLDS)),$(MODELS)/$(1)/cv/fold-$(k)/metrics.json) $(CODE.pipeline.modeling.cv)
-	$$(PY) -m pipeline.modeling.cv assemble --model $(1) --folds $(N_FOLDS)
+	$$(STAGE) -m pipeline.modeling.cv assemble --model $(1) --folds $(N_FOLDS)
 endef
 $(foreach m,$(CV_MODELS),$(eval $(call cv_rules,$(m))))
 
@@ -49,7 +49,7 @@ $(STATE)/blend-models.txt: FORCE
 
 $(MODELS)/blend/cv/metrics.json: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/cv/metrics.json) \
 		$(STATE)/blend-models.txt $(CODE.pipeline.modeling.blend) | $(VENV_OK)
-	$(PY) -m pipeline.modeling.blend --models $(BLEND_MODELS)
+	$(STAGE) -m pipeline.modeling.blend --models $(BLEND_MODELS)
 endif
 
 blend: $(MODELS)/blend/cv/metrics.json ## Blend the CV runs of blend.models, weights fitted out of fold (PARAMS="blend.models=cnn,lstm")
@@ -60,7 +60,7 @@ $(STATE)/compare-models.txt: FORCE
 
 $(REPORTS)/compare.md: $(foreach m,$(COMPARE_MODELS),$(MODELS)/$(m)/cv/metrics.json) \
 		$(STATE)/compare-models.txt $(CODE.pipeline.evaluate.compare) | $(VENV_OK)
-	$(PY) -m pipeline.evaluate.compare $(COMPARE_MODELS)
+	$(STAGE) -m pipeline.evaluate.compare $(COMPARE_MODELS)
 
 compare: $(REPORTS)/compare.md ## Compare CV runs (COMPARE_MODELS="mlp lstm conv_gru"): OOF accuracy, 95% CI, McNemar vs the best
 
@@ -69,5 +69,5 @@ ifneq ($(CV),)
 report: $(REPORTS)/$(MODEL)-cv/index.html
 endif
 
-$(REPORTS)/%-cv/index.html: $(MODELS)/%/cv/metrics.json $(PROCESSED)/train.npz $(CODE.pipeline.evaluate.report) | $(VENV_OK)
-	$(PY) -m pipeline.evaluate.report --model $* --cv
+$(REPORTS)/%-cv/index.html: $(MODELS)/%/cv/metrics.json $(PROCESSED)/features.json $(CODE.pipeline.evaluate.report) | $(VENV_OK)
+	$(STAGE) -m pipeline.evaluate.report --model $* --cv

@@ -39,6 +39,7 @@ REPORTS_DIR = OUT / "reports"
 LOGS_DIR = OUT / "logs"
 BENCH_DIR = OUT / "bench"
 KERNEL_DIR = OUT / "kernel"             # what `make kernel` pushed and fetched back
+STATE_DIR = OUT / ".make"               # Make's own state: code.mk, locks
 
 # The competition's files, in the order a competitor meets them.
 RAW_FILES = ("train.csv", "test.csv", "sample_submission.csv")
@@ -77,7 +78,7 @@ def _for_make(path: Path) -> str:
 
 MAKE_VARS = {"OUT_DIR": OUT, "RAW": RAW_DIR, "PROCESSED": PROCESSED_DIR, "DOWNLOAD": DOWNLOAD_DIR,
              "MODELS": MODELS_DIR, "SUBMISSIONS": SUBMISSIONS_DIR, "REPORTS": REPORTS_DIR, "LOGS": LOGS_DIR,
-             "BENCH": BENCH_DIR, "KERNEL_DIR": KERNEL_DIR, "STATE": OUT / ".make"}
+             "BENCH": BENCH_DIR, "KERNEL_DIR": KERNEL_DIR, "STATE": STATE_DIR}
 
 if __name__ == "__main__":
     # `NAME=value` words for the Makefile (paths with spaces are not supported by Make anyway).

@@ -9,6 +9,7 @@ are saved beside the CSVs (arrays.npz) so no later stage parses CSV again.
 """
 
 import argparse
+import os
 import shutil
 import tempfile
 import zipfile
@@ -18,9 +19,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pipeline import config, csvcheck
-from pipeline.datasource import Source, choose_source, kaggle_ready, recorded_manifest
+from pipeline.datasource import Source, choose_source, kaggle_ready, recorded_manifest, stale
 from pipeline.errors import PipelineError, cli
-from pipeline.files import replace_dir, sha256_file, write_json
+from pipeline.files import outputs, replace_dir, sha256_file, write_json
 
 
 def safe_member(zip_path: Path, name: str) -> PurePosixPath:
@@ -103,13 +104,15 @@ def acquire(source: Source, raw_dir: Path, force: bool = False) -> dict:
         zip_path = fetch(source, staging, force)
         arrays = validate(staging)
         np.savez(staging / "arrays.npz", **arrays)
+        sha256 = {name: sha256_file(staging / name) for name in config.RAW_FILES}
         manifest = {
             "origin": source.origin,
             "path": str(zip_path or source.path),
             "request": source.request,  # what DATA= asked for (see datasource.stale)
             "from_kaggle": source.from_kaggle,  # the competition's own test set: its predictions may be uploaded
             "rows": {"train": len(arrays["train_labels"]), "test": len(arrays["test_pixels"])},
-            "sha256": {name: sha256_file(staging / name) for name in config.RAW_FILES},
+            "sha256": sha256,  # the data's identity (provenance)
+            "outputs": sha256 | outputs(staging, ["arrays.npz"]),  # what later stages check before use
         }
         write_json(staging / "source.json", manifest)
         replace_dir(staging, raw_dir)
@@ -134,6 +137,10 @@ def main(argv=None):
     ap.add_argument("--data", default=None, help="a zip or folder in the competition layout, or 'kaggle' for the API")
     ap.add_argument("--force", action="store_true", help="download again even if a valid copy is present")
     args = ap.parse_args(argv)
+    if (os.environ.get("PIPELINE_ONLY_FORCED") and not args.force
+            and not stale(args.data, recorded_manifest(), config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready)):
+        print(f"{config.RAW_DIR} is up to date: another run placed this data while this one waited")
+        return
     source = choose_source(args.data, config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready, recorded_manifest())
     manifest = acquire(source, config.RAW_DIR, force=args.force)
     print(describe(manifest))

@@ -1,4 +1,8 @@
-"""Stage 2, features: each image as a sequence of 28 rows of 28 pixels, float32 in [0, 1]."""
+"""Stage 2, features: each image as a sequence of 28 rows of 28 pixels, float32 in [0, 1].
+
+Writes data/processed/{train,test}.npz, then features.json (Make's target): their hashes and the
+hash of the arrays they came from.
+"""
 
 import argparse
 
@@ -6,7 +10,7 @@ import numpy as np
 
 from pipeline import config
 from pipeline.errors import cli
-from pipeline.files import load_npz, save_npz
+from pipeline.files import load_npz, outputs, save_npz, sha256_file, write_json
 
 
 def to_sequences(pixels: np.ndarray) -> np.ndarray:
@@ -20,6 +24,9 @@ def main(argv=None):
     raw = load_npz(config.RAW_DIR / "arrays.npz")
     save_npz(config.PROCESSED_DIR / "train.npz", x=to_sequences(raw["train_pixels"]), y=raw["train_labels"])
     save_npz(config.PROCESSED_DIR / "test.npz", x=to_sequences(raw["test_pixels"]))
+    write_json(config.PROCESSED_DIR / "features.json", {  # last: Make's target
+        "from": {"arrays.npz": sha256_file(config.RAW_DIR / "arrays.npz")},
+        "outputs": outputs(config.PROCESSED_DIR, ["train.npz", "test.npz"])})
     print(f"data/processed: {len(raw['train_labels']):,} train and {len(raw['test_pixels']):,} test images as 28x28 row sequences")
 
 

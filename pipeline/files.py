@@ -1,4 +1,13 @@
-"""Writing files so that a crash, a full disk or a kill never leaves a half-written output."""
+"""Writing files so that a crash, a full disk or a kill never leaves a half-written output, and
+reading them only when they are what their stage recorded.
+
+Every file goes to a temporary name beside it and is renamed into place. Each stage ends by writing
+its manifest, the file Make tracks (source.json, features.json, metrics.json), with the sha256 of
+every other file it wrote ("outputs"). A kill before the manifest leaves the stage out of date, so
+Make reruns it; after, every output is in place. Readers check a file against the manifest that
+lists it (`verify`): one that is truncated, altered or unrecorded is set aside, its stage marked out
+of date, and named in one line, so the same make command rebuilds it.
+"""
 
 import contextlib
 import hashlib
@@ -41,6 +50,14 @@ def atomic_path(path: Path, suffix: str = ".tmp"):
         raise PipelineError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def write_text(path: Path, text: str) -> None:
@@ -104,9 +121,12 @@ def save_npz(path, **arrays) -> None:
             np.savez(f, **arrays)
 
 
-def load_npz(path) -> dict:
+def load_npz(path, verify_first: bool = True) -> dict:
+    """The arrays of an .npz the pipeline wrote, checked against its manifest first."""
     import numpy as np
 
+    if verify_first and Path(path).is_file():
+        verify(path)
     try:
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
@@ -114,3 +134,80 @@ def load_npz(path) -> dict:
         raise PipelineError(f"{path} is missing: run the stage that makes it first (`make data`, `make train`, ...)") from None
     except (OSError, ValueError) as exc:
         raise PipelineError(f"{path} is unreadable ({exc}): delete it and rerun make") from None
+
+
+# ---------------------------------------------------------------- manifests: what each stage wrote
+# The files a stage writes last, each recording the sha256 of the files beside it (or below it).
+MANIFESTS = ("metrics.json", "features.json", "source.json")
+# How far up from a file its manifest may sit (models/<m>/cv/fold-k/member-i/model.keras: two).
+MANIFEST_DEPTH = 3
+
+
+def outputs(folder: Path, names) -> dict[str, str]:
+    """{name: sha256} of files in `folder` (names relative to it), for a manifest's "outputs"."""
+    return {str(name): sha256_file(Path(folder) / name) for name in names}
+
+
+def _shown(path: Path) -> str:
+    from pipeline import config  # standard library only
+
+    try:
+        return str(Path(path).resolve().relative_to(config.OUT))
+    except ValueError:
+        return str(path)
+
+
+def read_manifest(path: Path) -> dict:
+    """A stage's manifest; an unreadable one is set aside (its stage reruns) and named in one line."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        return record
+    except FileNotFoundError:
+        raise PipelineError(f"{_shown(path)} is missing: run the stage that makes it first") from None
+    except (OSError, ValueError) as exc:
+        damaged(path, None, f"unreadable: {str(exc)[:80]}")
+
+
+def recorded(path: Path) -> tuple[str | None, Path | None]:
+    """(sha256 recorded for `path`, the manifest that records it); (None, None) if none does."""
+    path = Path(path).resolve()
+    folder = path.parent
+    for _ in range(MANIFEST_DEPTH):
+        for name in MANIFESTS:
+            manifest = folder / name
+            if manifest != path and manifest.is_file():
+                sha = read_manifest(manifest).get("outputs", {}).get(path.relative_to(folder).as_posix())
+                if sha:
+                    return sha, manifest
+        folder = folder.parent
+    return None, None
+
+
+def verify(path: Path) -> None:
+    """Raise (one line) unless `path` is byte for byte what the stage that wrote it recorded."""
+    expected, manifest = recorded(path)
+    if expected is None:
+        damaged(path, None, "no stage's manifest records it")
+    actual = sha256_file(path)
+    if actual != expected:
+        size = Path(path).stat().st_size
+        damaged(path, manifest, f"{size:,} bytes whose sha256 {actual[:12]} is not the {expected[:12]} "
+                                f"{_shown(manifest)} recorded")
+
+
+def damaged(path: Path, manifest: Path | None, why: str):
+    """Set a damaged file aside and mark its stage out of date (its manifest's mtime to 0, so Make
+    rebuilds it), then raise the one line that names it."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    try:
+        os.replace(path, aside)
+        if manifest is not None:
+            os.utime(manifest, (0, 0))
+        done = f"set aside as {aside.name} and its stage marked out of date"
+    except OSError as exc:
+        done = f"could not set it aside ({exc.strerror}): delete it"
+    raise PipelineError(f"{_shown(path)} is damaged ({why}); {done}: rerun the same make command to rebuild it")

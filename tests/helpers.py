@@ -42,6 +42,20 @@ def make_zip(path: Path, files: dict[str, str | bytes]) -> Path:
     return path
 
 
+def record(manifest: Path, *names: str) -> Path:
+    """Add the files `names` (beside `manifest`) to its "outputs", as the stage that writes them
+    would: readers refuse a file no manifest records."""
+    import json
+
+    from pipeline import files
+
+    manifest = Path(manifest)
+    data = json.loads(manifest.read_text()) if manifest.exists() else {}
+    data["outputs"] = data.get("outputs", {}) | files.outputs(manifest.parent, names)
+    manifest.write_text(json.dumps(data))
+    return manifest
+
+
 def copy_project(dest: Path) -> Path:
     """A throwaway copy of the project (code, params, Makefile, sample), sharing this venv."""
     for name in ("pipeline", "tests", "mk"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from helpers import REPO, error_line, run_module
+from helpers import REPO, error_line, record, run_module
 from pipeline.evaluate import compare
 from pipeline.modeling import blend
 from pipeline.files import save_npz
@@ -43,9 +43,9 @@ def write_cv_run(out, model: str, proba: np.ndarray, test_proba: np.ndarray | No
                "fold_accuracy": [float(correct[FOLD == f].mean()) for f in range(FOLDS)], "n_rows": N,
                "parameters": 1000 + len(model), "seconds_per_epoch": 1.5, "train_seconds": 30.0,
                "params": {"model": model}, "params_hash": f"hash-{model}", "data_sha256": "d" * 64,
-               "folds_sha256": "f" * 64, "predictions_sha256": "p" * 64, "backend": "jax", "history": []} | overrides
+               "folds_sha256": "f" * 64, "backend": "jax", "history": []} | overrides
     (cv_dir / "metrics.json").write_text(json.dumps(metrics))
-    return metrics
+    return json.loads(record(cv_dir / "metrics.json", "oof.npz").read_text())
 
 
 def env_for(out, tmp_path) -> dict:
@@ -137,7 +137,7 @@ def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_
         assert metrics[key] == ("f" if key == "folds_sha256" else "d") * 64
     from pipeline.files import sha256_file
 
-    assert metrics["predictions_sha256"] == sha256_file(cv_dir / "oof.npz")
+    assert metrics["outputs"]["oof.npz"] == sha256_file(cv_dir / "oof.npz")
     assert metrics["n_rows"] == N and metrics["cv"] == {"folds": FOLDS, "seed": 42}
     assert metrics["parameters"] == sum(1000 + len(m) for m in names)
     assert metrics["params"]["blend"]["models"] == names and metrics["params_hash"]

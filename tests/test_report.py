@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO, run_module
+from helpers import REPO, record, run_module
 from pipeline.evaluate import report
 from pipeline.errors import PipelineError
 from pipeline.files import save_npz
@@ -56,8 +56,10 @@ def fake(tmp_path):
                "params_hash": "abcd1234", "history": history}
     (model_dir / "metrics.json").write_text(json.dumps(metrics))
     save_npz(model_dir / "val_predictions.npz", index=index, y_true=y_true, proba=proba)
+    record(model_dir / "metrics.json", "val_predictions.npz")
     train = tmp_path / "processed" / "train.npz"
     save_npz(train, x=x, y=y)
+    record(train.parent / "features.json", "train.npz")
     return dict(model_dir=model_dir, train=train, out=tmp_path / "reports" / "fake", x=x, index=index,
                 y_true=y_true.astype(int), proba=proba, metrics=metrics, n_wrong=len(WRONG))
 
@@ -213,6 +215,7 @@ def test_main_takes_explicit_paths(fake, capsys):
 def test_a_perfect_model_gets_an_empty_gallery(fake):
     proba = fake_proba(fake["y_true"], {})
     save_npz(fake["model_dir"] / "val_predictions.npz", index=fake["index"], y_true=fake["y_true"], proba=proba)
+    record(fake["model_dir"] / "metrics.json", "val_predictions.npz")
     summary = report.build_report(fake["model_dir"], fake["train"], fake["out"])
     assert summary["n_errors"] == 0 and summary["errors_shown"] == [] and summary["accuracy"] == 1.0
     png_size(fake["out"] / "errors.png")
@@ -222,6 +225,7 @@ def test_a_perfect_model_gets_an_empty_gallery(fake):
 def test_predictions_from_other_data_are_refused(fake):
     data = np.load(fake["train"])
     save_npz(fake["train"], x=data["x"], y=(data["y"] + 1) % 10)
+    record(fake["train"].parent / "features.json", "train.npz")
     with pytest.raises(PipelineError, match="does not match"):
         report.build_report(fake["model_dir"], fake["train"], fake["out"])
     assert not fake["out"].exists()
@@ -264,6 +268,7 @@ def fake_cv(tmp_path):
     proba = fake_proba(y.astype(int), wrong, seed=3)
     fold = np.arange(N_TRAIN) % 4
     save_npz(out / "data/processed/train.npz", x=x, y=y)
+    record(out / "data/processed/features.json", "train.npz")
     cv_dir = out / "models/fake/cv"
     save_npz(cv_dir / "oof.npz", index=np.arange(N_TRAIN), y_true=y, proba=proba, fold=fold,
              test_proba=fake_proba(np.zeros(7, int), {}))
@@ -274,8 +279,9 @@ def fake_cv(tmp_path):
                "oof_log_loss": 0.5, "fold_accuracy": [float((proba.argmax(1) == y)[fold == f].mean()) for f in range(4)],
                "n_rows": N_TRAIN, "parameters": 1234, "seconds_per_epoch": 0.5, "train_seconds": 6.0,
                "params": {"model": "fake", "epochs": 3}, "params_hash": "abcd1234", "data_sha256": "d" * 64,
-               "folds_sha256": "f" * 64, "predictions_sha256": "p" * 64, "backend": "jax", "history": history}
+               "folds_sha256": "f" * 64, "backend": "jax", "history": history}
     (cv_dir / "metrics.json").write_text(json.dumps(metrics))
+    record(cv_dir / "metrics.json", "oof.npz")
     env = {"PYTHONPATH": str(REPO), "PIPELINE_OUT": str(out), "DISPLAY": "", "MPLCONFIGDIR": str(tmp_path / "mpl")}
     return dict(out=out, cv_dir=cv_dir, y=y.astype(int), proba=proba, n_wrong=len(wrong), env=env, acc=acc)
 

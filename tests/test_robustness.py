@@ -11,6 +11,7 @@ from pipeline import files
 from pipeline.errors import PipelineError
 from pipeline.modeling import backend
 from pipeline.kaggle.submit import check_provenance, upload_refusal
+from tests.helpers import record
 
 backend.init()
 
@@ -52,6 +53,7 @@ def saved_model(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("model") / "model.keras"
     build_model("conv_gru").save(path)
+    record(path.parent / "metrics.json", path.name)  # as `make train` records it
     return path
 
 
@@ -72,7 +74,32 @@ def test_a_damaged_model_is_a_clear_error(tmp_path, saved_model, damage, fragmen
 
     path = tmp_path / "model.keras"
     path.write_bytes(damage(saved_model.read_bytes()))
+    record(tmp_path / "metrics.json", path.name)  # damaged before its stage recorded it: its format is checked too
     with pytest.raises(PipelineError, match=fragment):
+        load_model(path)
+
+
+def test_a_model_that_changed_since_its_stage_recorded_it_is_set_aside(tmp_path, saved_model):
+    from pipeline.modeling.predict import load_model
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(saved_model.read_bytes())
+    record(tmp_path / "metrics.json", path.name)
+    path.write_bytes(saved_model.read_bytes()[:1000])  # truncated later, by a full disk or a bad copy
+    with pytest.raises(PipelineError, match=r"model.keras is damaged \(1,000 bytes whose sha256 \w+ is not the \w+ \S*"
+                                            r"metrics.json recorded\); set aside as model.keras.damaged and its stage "
+                                            r"marked out of date: rerun the same make command to rebuild it"):
+        load_model(path)
+    assert not path.exists() and (tmp_path / "model.keras.damaged").exists()
+    assert (tmp_path / "metrics.json").stat().st_mtime == 0  # so Make reruns the stage that writes it
+
+
+def test_an_unrecorded_model_is_refused(tmp_path, saved_model):
+    from pipeline.modeling.predict import load_model
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(saved_model.read_bytes())
+    with pytest.raises(PipelineError, match="model.keras is damaged \\(no stage's manifest records it\\)"):
         load_model(path)
 
 
@@ -82,6 +109,7 @@ def test_a_zip_that_is_no_keras_model_is_a_clear_error(tmp_path):
     path = tmp_path / "model.keras"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("hello.txt", "not a model")
+    record(tmp_path / "metrics.json", path.name)
     with pytest.raises(PipelineError, match="could not be loaded"):
         load_model(path)
 
@@ -94,6 +122,7 @@ def test_a_model_for_other_inputs_is_refused(tmp_path):
     inputs = keras.Input((784,))
     path = tmp_path / "flat.keras"
     keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(inputs)).save(path)
+    record(tmp_path / "metrics.json", path.name)
     with pytest.raises(PipelineError, match=r"expects input shape \(None, 784\)"):
         load_model(path)
 

@@ -4,13 +4,17 @@ Refuses (exit 2) a submission whose provenance does not match what is on disk: t
 changed since prediction, the model was retrained, or test.csv is not the one it was
 predicted from. Uploads only predictions of the competition's own test.csv (files that came
 from Kaggle), once per file: a receipt beside it stops a second `make submit` re-uploading.
+
+The receipt is written twice: "uploading" before the upload, "uploaded" after. A run killed in
+between leaves "uploading"; the next run looks for that very upload among your submissions (its
+message names the predictions' hash) before it spends another one.
 """
 
 import argparse
 
 from pipeline import config, csvcheck
 from pipeline.errors import PipelineError, cli
-from pipeline.files import read_json, sha256_file, write_json
+from pipeline.files import damaged, read_json, sha256_file, write_json
 
 
 def check_provenance(prov: dict, submission_sha: str, predicted_by_sha: str | None, source: dict) -> None:
@@ -72,8 +76,10 @@ def main(argv=None):
     path = config.submission_path(args.model, cv=args.cv)
     prov = read_json(path.with_suffix(".json"))
     source = read_json(config.RAW_DIR / "source.json")
-    csvcheck.read_submission(path, n_expected=source["rows"]["test"])
     sha = sha256_file(path)
+    if sha != prov["submission_sha256"]:  # truncated or edited after prediction: rebuilt on the next make
+        damaged(path, None, f"its sha256 {sha[:12]} is not the {prov['submission_sha256'][:12]} {path.with_suffix('.json').name} recorded")
+    csvcheck.read_submission(path, n_expected=source["rows"]["test"])
     predicted_by = config.OUT / prov["predicted_by"]
     check_provenance(prov, sha, sha256_file(predicted_by) if predicted_by.is_file() else None, source)
 
@@ -82,13 +88,19 @@ def main(argv=None):
         print(f"wrote {path}; not uploaded: {reason}")
         return
     receipt_path = path.with_suffix(".upload.json")
-    if receipt_path.exists() and read_json(receipt_path).get("submission_sha256") == sha:
-        receipt = read_json(receipt_path)
+    receipt = read_json(receipt_path) if receipt_path.exists() else {}
+    message = upload_message(prov)
+    if receipt.get("submission_sha256") == sha and receipt.get("status") == "uploading":
+        landed = [s for s in kaggle_client.submissions() if s["description"] == message]
+        if landed:  # the interrupted run's upload went through: record it, spend nothing
+            receipt |= {"status": "uploaded", "ref": landed[0]["ref"], "remaining": None}
+            write_json(receipt_path, receipt)
+    if receipt.get("submission_sha256") == sha and receipt.get("status", "uploaded") == "uploaded":
         print(f"{path.name} was already uploaded (ref {receipt['ref']}, {receipt['message']}); nothing to do")
         return
-    message = upload_message(prov)
+    write_json(receipt_path, {"submission_sha256": sha, "message": message, "status": "uploading"})
     result = kaggle_client.submit(path, message)
-    write_json(receipt_path, {"submission_sha256": sha, "message": message, **result})
+    write_json(receipt_path, {"submission_sha256": sha, "message": message, "status": "uploaded", **result})
     remaining = "unknown" if result.get("remaining") is None else result["remaining"]
     print(f"uploaded {path.name} to {config.COMPETITION}: ref {result['ref']}, message '{message}'; "
           f"submissions left today: {remaining}. See `make submissions` for its score.")

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline import config
 from pipeline.errors import PipelineError, cli
-from pipeline.files import load_npz, read_json, save_npz, sha256_file, write_json
+from pipeline.files import load_npz, outputs, read_json, save_npz, write_json
 
 NAME = "blend"
 EPS = 1e-15  # probabilities are clipped here before the log, as sklearn's log_loss does
@@ -234,7 +234,7 @@ def main(argv=None):
     arrays, metrics = blend_runs(runs)
     out_dir = config.cv_dir(NAME)
     save_npz(out_dir / "oof.npz", **arrays)
-    metrics["predictions_sha256"] = sha256_file(out_dir / "oof.npz")
+    metrics["outputs"] = outputs(out_dir, ["oof.npz"])
     metrics["provenance"] = provenance.collect()
     write_json(out_dir / "metrics.json", metrics)  # last: Make's target, written only on success
     print(f"{summary_line(metrics)} -> {out_dir / 'metrics.json'}")

@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline import config, params as params_mod, provenance, stats
 from pipeline.errors import PipelineError, cli
-from pipeline.files import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
+from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
 
 
 def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -79,7 +79,8 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     metrics = {"model": model, "fold": k, "train_rows": int(len(train)), "held_out_rows": int(len(held)),
                "models": [str(path.relative_to(out)) for path in saved], "history": mean_history(histories),
                "train_seconds": round(time.perf_counter() - start, 1), "params_hash": params_mod.short_hash(p),
-               "data_sha256": provenance.data_sha256()}
+               "data_sha256": provenance.data_sha256(),
+               "outputs": outputs(out, [str(path.relative_to(out)) for path in saved] + ["rows.npz"])}
     for where in {path.parent for path in saved}:
         for work in where.glob(".work-*"):
             import shutil
@@ -158,7 +159,7 @@ def assemble(model: str, folds: int) -> dict:
         "history": mean_history([m["history"] for m in fold_metrics]),
         "params": p, "params_hash": params_mod.short_hash(p), "data_sha256": provenance.data_sha256(),
         "folds_sha256": params_mod.short_hash(ids.tolist()),
-        "predictions_sha256": sha256_file(config.cv_dir(model) / "oof.npz"),
+        "outputs": outputs(config.cv_dir(model), ["oof.npz"]),
         "backend": __import__("keras").backend.backend(), "provenance": provenance.collect(),
     }
     write_json(config.cv_dir(model) / "metrics.json", metrics)  # last: Make's target

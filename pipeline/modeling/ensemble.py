@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline import config, provenance
 from pipeline.errors import PipelineError, cli
-from pipeline.files import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
+from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
 
 ENSEMBLE_DIR = config.model_dir("ensemble")
 
@@ -91,7 +91,7 @@ def assemble(n_members: int) -> dict:
         proba = model.predict(x, batch_size=1024, verbose=0)
         metrics |= {"val_accuracy": float(acc), "val_loss": float(loss), "val_size": int(len(x))}
         save_npz(ENSEMBLE_DIR / "val_predictions.npz", index=first["index"], y_true=first["y_true"], proba=proba)
-    metrics["model_sha256"] = sha256_file(ENSEMBLE_DIR / "model.keras")
+    metrics["outputs"] = outputs(ENSEMBLE_DIR, ["model.keras"] + ([] if full_data else ["val_predictions.npz"]))
     write_json(ENSEMBLE_DIR / "metrics.json", metrics)
     keras.backend.clear_session()
     return metrics

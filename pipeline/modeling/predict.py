@@ -7,6 +7,8 @@ copied to <kaggle root>/working/submission.csv, which the notebook's Submit butt
 """
 
 import argparse
+import hashlib
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pandas as pd
 
 from pipeline import config, csvcheck, provenance
 from pipeline.errors import PipelineError, cli
-from pipeline.files import atomic_path, load_npz, read_json, sha256_file, write_json
+from pipeline.files import load_npz, read_json, sha256_file, verify, write_bytes, write_json
 
 
 def load_model(path: Path):
@@ -26,6 +28,7 @@ def load_model(path: Path):
 
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run `make train` first")
+    verify(path)  # what its stage recorded (a foreign or altered file is set aside, its stage rerun)
     if not zipfile.is_zipfile(path):
         raise PipelineError(f"{path} is not a Keras model file (truncated or corrupt): delete it and run `make train`")
     try:
@@ -71,20 +74,25 @@ def submission_csv(labels: np.ndarray) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-def write_submission(path: Path, labels: np.ndarray, n_test: int) -> None:
-    """Validate the file's own bytes against test.csv's row count before it replaces `path`."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(submission_csv(labels), encoding="utf-8")
-        csvcheck.read_submission(tmp, n_expected=n_test)
+def checked_submission(labels: np.ndarray, n_test: int) -> bytes:
+    """The file's bytes, validated as Kaggle would read them (format, ids, row count) before any write."""
+    data = submission_csv(labels).encode("utf-8")
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "submission.csv"
+        probe.write_bytes(data)
+        csvcheck.read_submission(probe, n_expected=n_test)
+    return data
 
 
 def write_outputs(out: Path, labels: np.ndarray, model: str, predicted_by: Path, record: dict) -> None:
-    """The checked submission, its provenance beside it, and the notebook's copy."""
+    """The checked submission, its provenance beside it, and the notebook's copy. The provenance
+    (with the file's hash) is written first and the submission, Make's target, last: a kill between
+    them leaves the target out of date, never a submission without its record."""
     source = read_json(config.RAW_DIR / "source.json")
-    write_submission(out, labels, n_test=source["rows"]["test"])
+    data = checked_submission(labels, n_test=source["rows"]["test"])
     write_json(out.with_suffix(".json"), {
         "submission": out.name,
-        "submission_sha256": sha256_file(out),
+        "submission_sha256": hashlib.sha256(data).hexdigest(),
         "model": model,
         # The file the labels came from (a model, or a CV run's predictions): `make submit` checks it.
         "predicted_by": str(predicted_by.relative_to(config.OUT)),
@@ -94,9 +102,9 @@ def write_outputs(out: Path, labels: np.ndarray, model: str, predicted_by: Path,
                  "test_sha256": source["sha256"]["test.csv"], "train_sha256": source["sha256"]["train.csv"]},
         "provenance": provenance.collect(),
     })
+    write_bytes(out, data)
     if config.IN_NOTEBOOK:
-        with atomic_path(config.NOTEBOOK_SUBMISSION) as tmp:
-            tmp.write_bytes(out.read_bytes())
+        write_bytes(config.NOTEBOOK_SUBMISSION, data)
     counts = np.bincount(labels, minlength=config.N_CLASSES)
     print(f"{out}: {len(labels):,} predictions from {model} (labels 0-9: {' '.join(map(str, counts))})")
 

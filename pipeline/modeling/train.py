@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline import config, params as params_mod, provenance
 from pipeline.errors import PipelineError, cli
-from pipeline.files import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
+from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
 
 
 def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +212,7 @@ def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = 
             metrics["split_val_accuracy"] = quoted
     with atomic_path(out_dir / "model.keras") as tmp:
         shutil.copyfile(work_dir / f"epoch-{len(history)}.keras", tmp)
-    metrics["model_sha256"] = sha256_file(out_dir / "model.keras")
+    metrics["outputs"] = outputs(out_dir, ["model.keras"] + (["val_predictions.npz"] if proba is not None else []))
     write_json(out_dir / "metrics.json", metrics)  # last: Make's target, written only on success
     shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
