@@ -188,10 +188,27 @@ tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhos
 include $(sort $(wildcard mk/*.mk))
 
 ##@ Quality
-.PHONY: test
+.PHONY: test kaggle-image
 
-test: $(VENV_OK) ## Run the test suite (PYTEST_ARGS= to pass options)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The stand-in for Kaggle's notebook image: a venv of exactly tests/kaggle_image/requirements.txt (Python
+# 3.12), where the notebook tests run the pushed script. Kept outside the checkout, named by the list's
+# hash, so clones and CI runs share it and a changed list builds a new one.
+KAGGLE_IMAGE_LIST := tests/kaggle_image/requirements.txt
+KAGGLE_IMAGE_PYTHON ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),\
+	$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
+KAGGLE_IMAGE_ENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/digit-recognizer-pipeline/kaggle-image-$(shell \
+	sha256sum $(KAGGLE_IMAGE_LIST) | cut -c1-12)
+
+$(KAGGLE_IMAGE_ENV)/.installed: $(KAGGLE_IMAGE_LIST)
+	$(if $(KAGGLE_IMAGE_PYTHON),,$(error no Python 3.12 found for the Kaggle image stand-in: pass KAGGLE_IMAGE_PYTHON=<python3.12>))
+	rm -rf $(@D) && $(KAGGLE_IMAGE_PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+kaggle-image: $(KAGGLE_IMAGE_ENV)/.installed ## Build the stand-in for Kaggle's notebook image (its package versions) for the tests
+
+test: $(VENV_OK) $(KAGGLE_IMAGE_ENV)/.installed ## Run the test suite (PYTEST_ARGS= to pass options)
+	KAGGLE_IMAGE_ENV=$(KAGGLE_IMAGE_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Housekeeping
 .PHONY: help clean FORCE

@@ -1,7 +1,8 @@
 # Kaggle notebooks (pipeline/kaggle/kernel.py): run `make submission` in a private Kaggle notebook with a
 # GPU, fetch its output into kernel/output, upload that very submission with `make submit KERNEL=1`.
 # KERNEL_POLL= (seconds between status checks, default 30), KERNEL_TIMEOUT= (seconds to wait,
-# default 10800) and KERNEL_GPU=0 (no GPU) reach pipeline/kaggle/kernel.py through the environment.
+# default 10800), KERNEL_ACCELERATOR= (default NvidiaTeslaT4, GPU T4 x2; `none` for a CPU notebook; a P100
+# only with KERNEL_ALLOW_P100=1) reach pipeline/kaggle/kernel.py through the environment.
 
 ##@ Kaggle notebooks
 .PHONY: kernel kernel-wait submit-kernel

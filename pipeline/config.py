@@ -22,7 +22,7 @@ COMPETITION = "digit-recognizer"
 KAGGLE_ROOT = Path(os.environ.get("KAGGLE_ROOT") or "/kaggle")
 # Kaggle sets KAGGLE_KERNEL_RUN_TYPE (Interactive or Batch) in every notebook session.
 IN_NOTEBOOK = bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
-KAGGLE_NOTEBOOK_INPUT = KAGGLE_ROOT / "input" / COMPETITION
+KAGGLE_INPUT = KAGGLE_ROOT / "input"  # read-only; where Kaggle mounts attached data (pipeline/datasource.py)
 NOTEBOOK_WORKING = KAGGLE_ROOT / "working"
 # What a notebook's Submit button takes.
 NOTEBOOK_SUBMISSION = NOTEBOOK_WORKING / "submission.csv"

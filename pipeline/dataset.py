@@ -16,12 +16,11 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 
 from pipeline import config, csvcheck
 from pipeline.datasource import Source, choose_source, kaggle_ready, recorded_manifest, stale
 from pipeline.errors import PipelineError, cli
-from pipeline.files import outputs, replace_dir, sha256_file, write_json
+from pipeline.files import outputs, remove_dead_temporaries, replace_dir, save_npz, sha256_file, write_json
 
 
 def safe_member(zip_path: Path, name: str) -> PurePosixPath:
@@ -99,11 +98,12 @@ def validate(folder: Path) -> dict:
 def acquire(source: Source, raw_dir: Path, force: bool = False) -> dict:
     """Fetch, validate and atomically install the competition files; returns the manifest."""
     raw_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=raw_dir.parent, prefix=f".{raw_dir.name}-staging-"))
+    remove_dead_temporaries(raw_dir.parent)  # the staging folder of a run that was killed
+    staging = Path(tempfile.mkdtemp(dir=raw_dir.parent, prefix=f".{raw_dir.name}.{os.getpid()}."))
     try:
         zip_path = fetch(source, staging, force)
         arrays = validate(staging)
-        np.savez(staging / "arrays.npz", **arrays)
+        save_npz(staging / "arrays.npz", **arrays)
         sha256 = {name: sha256_file(staging / name) for name in config.RAW_FILES}
         manifest = {
             "origin": source.origin,
@@ -138,10 +138,10 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="download again even if a valid copy is present")
     args = ap.parse_args(argv)
     if (os.environ.get("PIPELINE_ONLY_FORCED") and not args.force
-            and not stale(args.data, recorded_manifest(), config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready)):
+            and not stale(args.data, recorded_manifest(), config.KAGGLE_INPUT, kaggle_ready)):
         print(f"{config.RAW_DIR} is up to date: another run placed this data while this one waited")
         return
-    source = choose_source(args.data, config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready, recorded_manifest())
+    source = choose_source(args.data, config.KAGGLE_INPUT, kaggle_ready, recorded_manifest(), config.IN_NOTEBOOK)
     manifest = acquire(source, config.RAW_DIR, force=args.force)
     print(describe(manifest))
     if source.origin == "sample":

@@ -4,7 +4,8 @@ Sources, first that applies wins:
   1. DATA=<zip or folder in the competition layout> (a local download, ../shared/...),
      or DATA=kaggle for the Kaggle API explicitly;
   2. without DATA=, the source the data in place came from, if it was a local one;
-  3. <kaggle root>/input/digit-recognizer (inside a Kaggle notebook);
+  3. the competition's files under <kaggle root>/input, wherever Kaggle mounted them
+     (`find_competition`), inside a Kaggle notebook;
   4. the Kaggle API, when credentials are configured;
   5. the small sample committed in data/sample/ (a demo, not the competition data).
 
@@ -17,6 +18,7 @@ leaves no trace once it has failed.
 
 import argparse
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,66 @@ from pipeline import config
 from pipeline.errors import PipelineError
 
 API = "kaggle"  # DATA=kaggle: the Kaggle API, even when other data is in place
+
+# Where a notebook sees an attached competition, newest layout first: pushed notebooks (2026) read
+# input/competitions/<slug>/, older notebooks input/<slug>/ (datasets: input/datasets/<owner>/<slug>/).
+# Undocumented and changed before, so the last resort is a search of input/ (`find_competition`).
+MOUNTS = (("competitions", config.COMPETITION), (config.COMPETITION,))
+SEARCH_DEPTH = 4  # input/datasets/<owner>/<slug>/<folder>
+# The first bytes of each competition file (a UTF-8 BOM is allowed, as csvcheck allows it).
+HEADERS = {"train.csv": "label,pixel0,", "test.csv": "pixel0,", "sample_submission.csv": "ImageId,Label"}
+
+
+def holds_competition(folder: Path) -> bool:
+    """The three files, each starting with the competition's header."""
+    for name, header in HEADERS.items():
+        try:
+            with open(folder / name, encoding="utf-8", errors="replace") as f:
+                if not f.read(len(header) + 1).lstrip("\ufeff").startswith(header):
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def find_competition(input_root: Path) -> Path | None:
+    """The folder under a notebook's input/ that holds the competition's files: a known mount,
+    else the first (by path) found by walking input/ down to SEARCH_DEPTH levels."""
+    for parts in MOUNTS:
+        if holds_competition(input_root.joinpath(*parts)):
+            return input_root.joinpath(*parts)
+    if not input_root.is_dir():
+        return None
+    for top, dirs, files in sorted(os.walk(input_root)):
+        dirs.sort()
+        if len(Path(top).relative_to(input_root).parts) >= SEARCH_DEPTH:
+            dirs.clear()
+        if set(HEADERS) <= set(files) and holds_competition(Path(top)):
+            return Path(top)
+    return None
+
+
+def listing(input_root: Path, limit: int = 12) -> str:
+    """What input/ holds, two levels down (three under competitions/ and datasets/), for the error."""
+    found = []
+    for top, dirs, files in os.walk(input_root):
+        rel = Path(top).relative_to(input_root)
+        depth = 3 if rel.parts[:1] in (("competitions",), ("datasets",)) else 2
+        if len(rel.parts) >= depth - 1:
+            found += [str(rel / d) for d in dirs] + [str(rel / f) for f in files]
+            dirs.clear()
+        elif not dirs:
+            found += [str(rel / f) for f in files]
+        dirs.sort()
+    found = sorted(found)
+    shown = ", ".join(found[:limit]) + (f" and {len(found) - limit} more" if len(found) > limit else "")
+    return shown or "nothing"
+
+
+def missing_in_notebook(input_root: Path) -> str:
+    return (f"the {config.COMPETITION} competition's files (train.csv, test.csv, sample_submission.csv) are nowhere "
+            f"under {input_root}, which holds: {listing(input_root) if input_root.is_dir() else 'nothing (no such folder)'}; "
+            f"attach the {config.COMPETITION} competition to this notebook")
 
 
 @dataclass(frozen=True)
@@ -55,8 +117,10 @@ def requested(data: str | None) -> str | None:
     return API if data == API else str(Path(data).expanduser().resolve())
 
 
-def choose_source(data: str | None, notebook_input: Path, kaggle_ready, recorded: dict | None = None) -> Source:
-    """The first source that applies; `kaggle_ready()` is asked only when it comes to that."""
+def choose_source(data: str | None, input_root: Path, kaggle_ready, recorded: dict | None = None,
+                  in_notebook: bool = False) -> Source:
+    """The first source that applies; `kaggle_ready()` is asked only when it comes to that. In a
+    notebook the demo sample is never taken: without the competition attached it is an error."""
     if data == API:
         return Source("kaggle-api", None)
     if data:
@@ -69,10 +133,13 @@ def choose_source(data: str | None, notebook_input: Path, kaggle_ready, recorded
         if not path.exists():
             raise PipelineError(f"the data in place came from {path}, which is gone: pass DATA=<competition zip or folder>")
         return Source("local", path)
-    if notebook_input.is_dir():
-        return Source("kaggle-notebook", notebook_input)
+    mounted = find_competition(input_root)
+    if mounted is not None:
+        return Source("kaggle-notebook", mounted)
     if kaggle_ready():
         return Source("kaggle-api", None)
+    if in_notebook:
+        raise PipelineError(missing_in_notebook(input_root))
     return Source("sample", config.SAMPLE_ZIP)
 
 
@@ -83,13 +150,13 @@ def recorded_manifest(raw_dir: Path = config.RAW_DIR) -> dict | None:
         return None
 
 
-def stale(data: str | None, manifest: dict | None, notebook_input: Path, kaggle_ready) -> bool:
+def stale(data: str | None, manifest: dict | None, input_root: Path, kaggle_ready) -> bool:
     if manifest is None:
         return True
     if data:
         return requested(data) != manifest.get("request")
     if manifest.get("origin") == "sample":  # demo data: switch as soon as the real data can be had
-        return notebook_input.is_dir() or kaggle_ready()
+        return find_competition(input_root) is not None or kaggle_ready()
     return False
 
 
@@ -97,5 +164,5 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="print 'stale' if the data stage must run")
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
-    if stale(args.data, recorded_manifest(), config.KAGGLE_NOTEBOOK_INPUT, kaggle_ready):
+    if stale(args.data, recorded_manifest(), config.KAGGLE_INPUT, kaggle_ready):
         print("stale")

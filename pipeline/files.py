@@ -13,11 +13,35 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+
+
+# The crash tests' seam (tests/test_crash.py), inert unless set: PIPELINE_CRASH_AT=n makes the
+# process SIGKILL itself at its n-th write event, PIPELINE_CRASH_LOG=file lists the events, both
+# only in the stage PIPELINE_CRASH_IN names (a module: pipeline.features).
+_crash = {"events": 0}
+
+
+def crash_point(event: str) -> None:
+    at, log = os.environ.get("PIPELINE_CRASH_AT"), os.environ.get("PIPELINE_CRASH_LOG")
+    if not (at or log):
+        return
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(main, "name", None) != os.environ.get("PIPELINE_CRASH_IN"):
+        return
+    _crash["events"] += 1
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{event}\n")
+    if at and _crash["events"] == int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _umask() -> int:
@@ -37,19 +61,48 @@ def atomic_path(path: Path, suffix: str = ".tmp"):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=suffix)
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         os.close(fd)
     except OSError as exc:
         raise PipelineError(f"cannot write {path}: {exc.strerror}") from None
     tmp = Path(tmp)
     try:
+        crash_point(f"open {path.name}")
         yield tmp
+        crash_point(f"written {path.name}")
         os.replace(tmp, path)
+        crash_point(f"renamed {path.name}")
     except OSError as exc:
         raise PipelineError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_temporaries(folder: Path) -> list[Path]:
+    """Delete what killed writers left in `folder`: temporary files and staging folders named
+    `.<name>.<pid>.<random>...` whose process is gone. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = re.fullmatch(r"\.(.+)\.(\d+)\.[A-Za-z0-9_]+(\.tmp|\.keras)?", entry.name)
+        if m and int(m[2]) != os.getpid() and not _alive(int(m[2])):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -105,7 +158,9 @@ def replace_dir(staging: Path, target: Path) -> None:
     try:
         if target.exists():
             os.replace(target, old)
+            crash_point(f"half-swapped {target.name}")
         os.replace(staging, target)
+        crash_point(f"swapped {target.name}")
     except OSError as exc:
         if old.exists() and not target.exists():
             os.replace(old, target)
@@ -114,11 +169,21 @@ def replace_dir(staging: Path, target: Path) -> None:
 
 
 def save_npz(path, **arrays) -> None:
+    """np.savez's format, byte for byte the same for the same arrays: np.savez stamps each member
+    with the time it was written, so a rebuilt file would differ from the one it replaces."""
+    import zipfile
+
     import numpy as np  # here, not at the top: Make imports this module before .venv exists
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, array in arrays.items():
+                    member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                    with zf.open(member, "w", force_zip64=True) as out:
+                        np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def load_npz(path, verify_first: bool = True) -> dict:

@@ -18,7 +18,7 @@ from pipeline.files import write_json_if_changed
 
 # key -> (type, lowest, highest, highest is inclusive). Every model section uses TRAIN_KEYS.
 DATA_KEYS = {"val_fraction": (float, 0.0, 1.0, False), "split_seed": (int, 0, 2**32 - 1, True)}
-TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True), "distribute": (bool, None, None, True),
+TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True), "distribute": (str, None, None, True),
                      "full_data": (bool, None, None, True)}
 TRAIN_KEYS = {
     "epochs": (int, 1, 10_000, True),
@@ -26,6 +26,7 @@ TRAIN_KEYS = {
     "learning_rate": (float, 0.0, 10.0, True),
     "augment": (bool, None, None, True),
     "backend": (str, None, None, True),
+    "backend_gpu": (str, None, None, True),
     "precision": (str, None, None, True),
 }
 # Architecture options of one model (the factory's keyword arguments), on top of TRAIN_KEYS.
@@ -33,6 +34,8 @@ MODEL_KEYS = {"cnn": {"width": (int, 1, 1024, True)}}
 BACKENDS = ("jax", "tensorflow", "torch")
 # Keras dtype policies: mixed_* compute in 16 bits and keep float32 weights (the softmax stays float32).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Data-parallel training: "auto" is on where there are two GPUs or more (a Kaggle notebook's T4 x2).
+DISTRIBUTE = ("auto", "on", "off")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
 CV_KEYS = {"folds": (int, 2, 50, True), "seed": (int, 0, 2**32 - 1, True)}
 PREDICT_KEYS = {"tta": (bool, None, None, True)}
@@ -111,10 +114,12 @@ def _check_value(name: str, value, spec) -> None:
         raise PipelineError(f"parameter {name}: expected {kind.__name__}, got {value!r}")
     if kind is list and not all(isinstance(v, str) for v in value):
         raise PipelineError(f"parameter {name}: expected a list of names, got {value!r}")
-    if name.endswith(".backend") and value not in BACKENDS:
+    if name.endswith((".backend", ".backend_gpu")) and value not in BACKENDS:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
     if name.endswith(".precision") and value not in PRECISIONS:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(PRECISIONS)}")
+    if name == "train.distribute" and value not in DISTRIBUTE:
+        raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(DISTRIBUTE)}")
     if lo is None:
         return
     too_low = value < lo if kind is int else value <= lo  # a float range is open at the bottom

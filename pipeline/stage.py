@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import config
+from pipeline import config, files
 from pipeline.errors import PipelineError
 
 LOCKS = config.STATE_DIR / "locks"
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{_shown(target)} is up to date: {'the run this one waited for' if waited else 'another run'} "
                       "made it", flush=True)
                 return
+            files.remove_dead_temporaries(target.parent)  # a killed run's half-written files
             real = [d for d in deps if str(d) != FORCE]
             if len(real) < len(deps) and is_fresh(target, real):
                 # Only FORCE asked for it (the data stage when the data in place looked stale as

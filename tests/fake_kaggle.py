@@ -31,7 +31,7 @@ Notebooks ("kernels"; kagglesdk/kernels/services/kernels_api_service.py, KaggleA
 kernels_status and kernels_output):
 
 * ``kernels.KernelsApiService/SaveKernel`` {slug: "owner/slug", newTitle, text (the code file),
-  language, kernelType, isPrivate, enableGpu, enableTpu, enableInternet, datasetDataSources,
+  language, kernelType, isPrivate, enableGpu, enableTpu, machineShape, enableInternet, datasetDataSources,
   competitionDataSources, kernelDataSources, modelDataSources, categoryIds, ...} ->
   {ref, url, versionNumber, error, invalidTags, invalidDatasetSources, invalidCompetitionSources,
   invalidKernelSources, invalidModelSources, kernelId}. Each push is a new version; a refusal is

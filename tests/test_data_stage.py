@@ -81,16 +81,58 @@ def test_good_zip_installs_the_files_and_the_manifest(tmp_path):
     assert sorted(p.name for p in (root / "data/raw").iterdir()) == sorted([*config.RAW_FILES, "arrays.npz", "source.json"])
 
 
+def mount(input_root, *parts, files=None):
+    """The competition's three files in input_root/parts..., as Kaggle mounts them."""
+    folder = input_root.joinpath(*parts)
+    folder.mkdir(parents=True)
+    for name, text in (files or competition_files(n_train=3, n_test=2)).items():
+        (folder / name).write_text(text)
+    return folder
+
+
 def test_source_order(tmp_path):
-    notebook = tmp_path / "kaggle-input"
+    notebook = tmp_path / "input"
     never = lambda: pytest.fail("the Kaggle API must not be consulted when a local source exists")  # noqa: E731
     assert choose_source(str(tmp_path), notebook, never) == Source("local", tmp_path)
-    notebook.mkdir()
-    assert choose_source(None, notebook, never).origin == "kaggle-notebook"
+    mounted = mount(notebook, "competitions", "digit-recognizer")
+    assert choose_source(None, notebook, never) == Source("kaggle-notebook", mounted)
     assert choose_source(None, tmp_path / "absent", lambda: True).origin == "kaggle-api"
     assert choose_source(None, tmp_path / "absent", lambda: False) == Source("sample", config.SAMPLE_ZIP)
     with pytest.raises(PipelineError, match="no such file"):
         choose_source(str(tmp_path / "missing.zip"), notebook, never)
+
+
+@pytest.mark.parametrize("parts", [
+    ("competitions", "digit-recognizer"),  # pushed notebooks, 2026
+    ("digit-recognizer",),                 # older notebooks
+    ("datasets", "someone", "mnist-as-kaggle-csv"),  # found by the search, under any name
+    ("my-upload", "v2", "csv"),
+])
+def test_the_competition_is_found_wherever_kaggle_mounts_it(tmp_path, parts):
+    from pipeline.datasource import find_competition
+
+    root = tmp_path / "input"
+    mount(root, "competitions", "titanic", files={"train.csv": "PassengerId,Survived\n1,0\n", "test.csv": "x\n",
+                                                  "sample_submission.csv": "PassengerId,Survived\n"})
+    assert find_competition(root) is None
+    assert find_competition(root / "nothing-here") is None
+    mount(root, *parts)
+    assert find_competition(root) == root.joinpath(*parts)
+
+
+def test_a_notebook_without_the_competition_lists_what_its_input_holds(tmp_path):
+    root = tmp_path / "input"
+    mount(root, "competitions", "titanic", files={"train.csv": "PassengerId\n", "gender_submission.csv": "x\n"})
+    (root / "datasets" / "me" / "weights").mkdir(parents=True)
+    with pytest.raises(PipelineError) as caught:
+        choose_source(None, root, lambda: False, in_notebook=True)
+    message = str(caught.value)
+    assert message.startswith(f"the digit-recognizer competition's files (train.csv, test.csv, sample_submission.csv) "
+                              f"are nowhere under {root}, which holds: ")
+    assert "competitions/titanic/gender_submission.csv, competitions/titanic/train.csv, datasets/me/weights" in message
+    assert message.endswith("attach the digit-recognizer competition to this notebook")
+    with pytest.raises(PipelineError, match="which holds: nothing \\(no such folder\\)"):
+        choose_source(None, tmp_path / "absent", lambda: False, in_notebook=True)
 
 
 def test_a_zip_of_the_competition_folder_is_accepted(tmp_path):

@@ -22,7 +22,7 @@ def test_data_parallel_training_uses_two_devices(project, backend):
     env = {"KERAS_BACKEND": backend, "PIPELINE_CPU_DEVICES": "2"}
     out = f"models/dp-{backend}"
     proc = run_module("pipeline.params", "--model", "conv_gru", "--out", f"{out}/params.json",
-                      "train.distribute=true", "train.conv_gru.epochs=1", cwd=project, env=env)
+                      "train.distribute=on", "train.conv_gru.epochs=1", cwd=project, env=env)
     assert proc.returncode == 0, proc.stderr
     proc = run_module("pipeline.modeling.train", "--model", "conv_gru", "--out", out, "--quiet", cwd=project, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -85,6 +85,7 @@ def test_push_sends_a_private_gpu_script_with_the_competition_and_fetches_its_ou
     assert body["slug"] == KERNEL_ID and body["newTitle"] == kernel.TITLE
     assert (body["kernelType"], body["language"]) == ("script", "python")
     assert body["isPrivate"] is True and body["enableGpu"] is True and body["enableInternet"] is False
+    assert body["machineShape"] == "NvidiaTeslaT4"  # GPU T4 x2: enable_gpu alone gets a P100
     assert body["competitionDataSources"] == [config.COMPETITION] and not body.get("datasetDataSources")
     script = pushed.script
     assert "MAKE_ARGS = ['MODEL=mlp', 'EPOCHS=1', 'PARAMS=data.val_fraction=0.2']" in script
@@ -143,18 +144,38 @@ def test_gpu_quota_used_up(fake_kaggle, kaggle_env, tmp_path, where):
 
     line = error_line(kernel_cli("run", cwd=tmp_path, env=kaggle_env))
 
-    assert "your GPU quota is used up" in line and "make kernel KERNEL_GPU=0" in line
+    assert "your GPU quota is used up" in line and "make kernel KERNEL_ACCELERATOR=none" in line
     assert ("GPU session count" if where == "push" else "hours allowed to use GPU") in line
 
 
-def test_without_gpu(fake_kaggle, kaggle_env, tmp_path):
+@pytest.mark.parametrize("setting, shape, gpu, tpu", [
+    ("none", None, False, False),
+    ("NvidiaL4", "NvidiaL4", True, False),  # any other name Kaggle lists goes as it is
+    ("TpuV5E8", "TpuV5E8", False, True),
+])
+def test_the_accelerator_is_asked_for_by_name(fake_kaggle, kaggle_env, tmp_path, setting, shape, gpu, tpu):
     fake_kaggle.kernel_statuses = ["COMPLETE"]
     fake_kaggle.kernel_files = finished_output("conv_gru")
 
-    proc = kernel_cli("run", cwd=tmp_path, env=kaggle_env, KERNEL_GPU="0")
+    proc = kernel_cli("run", cwd=tmp_path, env=kaggle_env, KERNEL_ACCELERATOR=setting)
 
     assert proc.returncode == 0, proc.stderr
-    assert fake_kaggle.kernel().payload["enableGpu"] is False
+    body = fake_kaggle.kernel().payload
+    assert (body.get("machineShape"), body["enableGpu"], body["enableTpu"]) == (shape, gpu, tpu)
+
+
+def test_a_p100_is_refused_with_its_reason_unless_asked_for_explicitly(fake_kaggle, kaggle_env, tmp_path):
+    line = error_line(kernel_cli("run", cwd=tmp_path, env=kaggle_env, KERNEL_ACCELERATOR="NvidiaTeslaP100"))
+
+    assert line.startswith("error: KERNEL_ACCELERATOR=NvidiaTeslaP100 refused: ")
+    assert "no kernels for the P100's Pascal GPU (sm_60)" in line and "KERNEL_ALLOW_P100=1" in line
+    assert "SaveKernel" not in fake_kaggle.names
+
+    fake_kaggle.kernel_statuses = ["COMPLETE"]
+    fake_kaggle.kernel_files = finished_output("conv_gru")
+    proc = kernel_cli("run", cwd=tmp_path, env=kaggle_env, KERNEL_ACCELERATOR="NvidiaTeslaP100", KERNEL_ALLOW_P100="1")
+    assert proc.returncode == 0, proc.stderr
+    assert fake_kaggle.kernel().payload["machineShape"] == "NvidiaTeslaP100"
 
 
 def test_a_notebook_ending_in_error_shows_the_end_of_its_log(fake_kaggle, kaggle_env, tmp_path):
@@ -231,7 +252,8 @@ def test_a_status_blip_is_retried(fake_kaggle, kaggle_env, tmp_path):
 @pytest.mark.parametrize("args, env, expected", [
     (["run", "DATA=x.zip"], {}, "'DATA=x.zip' is not a notebook setting"),
     (["run"], {"KERNEL_POLL": "0"}, "KERNEL_POLL must be a positive number of seconds up to 600"),
-    (["run"], {"KERNEL_GPU": "maybe"}, "KERNEL_GPU must be 1 or 0"),
+    (["run"], {"KERNEL_GPU": "0"}, "KERNEL_GPU is gone: use KERNEL_ACCELERATOR=none"),
+    (["run"], {"KERNEL_ACCELERATOR": "T4 x2"}, "KERNEL_ACCELERATOR='T4 x2' is not an accelerator name"),
     (["wait"], {}, "nothing to wait for: out/kernel/kernel.json is missing"),
     (["submit"], {}, "no notebook output in out/kernel/output: run `make kernel`"),
 ])
@@ -242,28 +264,42 @@ def test_usage_errors(fake_kaggle, kaggle_env, tmp_path, args, env, expected):
 
 
 # --------------------------------------------------------------------------- a real notebook run
-def notebook_python(dest: Path) -> str:
-    """An interpreter with every dependency of this venv but not the project (no editable install),
-    like a Kaggle notebook's: a venv whose site-packages links to this one's, minus the project."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True, capture_output=True)
-    site = Path(sysconfig.get_paths(vars={"base": str(dest), "platbase": str(dest)})["purelib"])
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not entry.name.startswith(("__editable__", "digit_recognizer_pipeline")):
-            (site / entry.name).symlink_to(entry)
-    return str(dest / "bin" / "python")
+def image_python() -> str:
+    """The stand-in for Kaggle's notebook image: a venv of exactly tests/kaggle_image/requirements.txt,
+    which `make test` builds (`make kaggle-image`) and names in KAGGLE_IMAGE_ENV. It lacks the project."""
+    env = os.environ.get("KAGGLE_IMAGE_ENV")
+    python = Path(env or "?") / "bin" / "python"
+    if not (env and (Path(env) / ".installed").is_file()):
+        pytest.fail("the Kaggle image stand-in is not built: run the tests with `make test` (it builds it: "
+                    "`make kaggle-image`), or set KAGGLE_IMAGE_ENV to a venv of tests/kaggle_image/requirements.txt")
+    return str(python)
 
 
-@pytest.fixture(scope="module")
-def kernel_run(tmp_path_factory):
+def tree_state(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*"))}
+
+
+# Where a notebook sees the competition: the mount of 2026's pushed notebooks, and the older one.
+MOUNTS = {"new mount": ("competitions", config.COMPETITION), "legacy mount": (config.COMPETITION,)}
+
+
+@pytest.fixture(scope="module", params=list(MOUNTS))
+def kernel_run(request, tmp_path_factory):
     """`make kernel EPOCHS=2` (the default model, conv_gru) in a copy of the project, against a fake
-    Kaggle that runs the pushed script in a simulated notebook: <tmp>/kaggle as KAGGLE_ROOT, the committed sample as
-    input/digit-recognizer, working/ as the current folder, no internet, no package index."""
+    Kaggle that runs the pushed script in a simulated notebook: the packages of Kaggle's image
+    (tests/kaggle_image/requirements.txt, Python 3.12), <tmp>/kaggle as KAGGLE_ROOT with the committed
+    sample mounted read-only under input/ as Kaggle mounts the competition, working/ as the current
+    folder, no project, no internet, no package index."""
     tmp = tmp_path_factory.mktemp("kernel")
     project = copy_project(tmp / "project")
     root = tmp / "kaggle"
+    mounted = root.joinpath("input", *MOUNTS[request.param])
     with zipfile.ZipFile(config.SAMPLE_ZIP) as z:
-        z.extractall(root / "input" / config.COMPETITION)
-    python = notebook_python(tmp / "notebook-python")
+        z.extractall(mounted)
+    for path in [mounted, *mounted.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)  # read-only, as Kaggle mounts it (root can still write: checked after)
+    input_before = tree_state(root / "input")
+    python = image_python()
     offline = "http://127.0.0.1:9"
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(sys.prefix))
     notebook_env = {"PATH": path, "HOME": str(root / "home"), "TMPDIR": str(tmp), "LANG": "C.UTF-8",
@@ -281,35 +317,48 @@ def kernel_run(tmp_path_factory):
     proc = run(["make", f"VENV={venv_dir()}", "kernel", "EPOCHS=2"], cwd=project, env=env, timeout=900)
     try:
         yield SimpleNamespace(project=project, root=root, python=python, fake=fake, env=env, proc=proc,
-                              seconds=time.monotonic() - start)
+                              seconds=time.monotonic() - start, mounted=mounted, input_before=input_before,
+                              mount=request.param)
     finally:
         fake.wait_for_runs()
         fake.stop()
 
 
 @pytest.mark.slow
-def test_the_pushed_script_runs_in_a_notebook_without_the_project_or_internet(kernel_run):
+def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(kernel_run):
     proc, fake, root = kernel_run.proc, kernel_run.fake, kernel_run.root
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     pushed = fake.kernel()
     assert pushed.runs == 1 and pushed.status == "COMPLETE"
-    # The interpreter it ran under really lacks the project.
+    assert pushed.payload["machineShape"] == "NvidiaTeslaT4" and pushed.payload["enableGpu"] is True
+    # The interpreter it ran under is the image's, and really lacks the project.
+    versions = subprocess.run([kernel_run.python, "-c", "import sys, keras, pandas, numpy, tensorflow, jax; "
+                               "print(sys.version_info[:2], keras.__version__, pandas.__version__, numpy.__version__, "
+                               "tensorflow.__version__, jax.__version__)"], capture_output=True, text=True)
+    assert versions.stdout.strip() == "(3, 12) 3.13.2 2.2.2 2.0.2 2.20.0 0.7.2", versions.stderr
     bare = subprocess.run([kernel_run.python, "-c", "import pipeline"], cwd=root, capture_output=True, text=True)
     assert bare.returncode != 0 and "No module named 'pipeline'" in bare.stderr
     log = "".join(e["data"] for e in json.loads(pushed.log))
     assert "[pipeline] $ make -C " in log and "submission MODEL=conv_gru EPOCHS=2 PYTHON=" in log
-    # What the notebook's Submit button takes, and a small output: no raw CSVs, no arrays.
+    assert "asked for NvidiaTeslaT4, got: no GPU" in log
+    # The data came from where Kaggle mounted it, and nothing was written there.
     working = root / "working"
+    with tarfile.open(working / "pipeline-output.tar.gz") as tar:
+        source = json.load(tar.extractfile("data/raw/source.json"))
+        names = tar.getnames()
+    assert source["origin"] == "kaggle-notebook" and source["path"] == str(kernel_run.mounted)
+    assert tree_state(root / "input") == kernel_run.input_before
+    # What the notebook's Submit button takes, and a small output: no raw CSVs, no arrays.
     assert len(csvcheck.read_submission(working / "submission.csv", n_expected=SAMPLE_TEST_ROWS)) == SAMPLE_TEST_ROWS
     assert sorted(p.name for p in working.iterdir()) == ["pipeline-output.tar.gz", "pipeline-run.json", "submission.csv"]
-    with tarfile.open(working / "pipeline-output.tar.gz") as tar:
-        names = tar.getnames()
     assert "data/processed/train.npz" in names and "models/conv_gru/model.keras" in names
     assert not [n for n in names if n.endswith((".csv",)) and not n.startswith("submissions/")]
     assert not [n for n in names if n.endswith(("arrays.npz", "test.npz"))]
     record = json.loads((working / "pipeline-run.json").read_text())
     assert record["returncode"] == 0 and record["settings"] == {"MODEL": "conv_gru", "EPOCHS": "2"}
-    print(f"make kernel (simulated notebook included): {kernel_run.seconds:.0f} s; notebook {record['seconds']} s")
+    assert proc.stdout.strip().splitlines()[-1] == "kernel: the notebook ran on no GPU (asked for NvidiaTeslaT4)"
+    print(f"make kernel ({kernel_run.mount}, the image's packages): {kernel_run.seconds:.0f} s; "
+          f"notebook {record['seconds']} s")
 
 
 @pytest.mark.slow

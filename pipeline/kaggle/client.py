@@ -475,13 +475,22 @@ def submit(csv_path: Path, message: str) -> dict:
                                 "rerun to try again")
         if not response.ref:
             raise PipelineError(f"Kaggle did not accept the submission: {response.message or 'no reason given'}")
-        try:
-            remaining = api.competition_get_submission_limits(COMPETITION).num_allowed_now
-        except Exception:
-            remaining = None
-        return {"ref": response.ref, "remaining": remaining}
+        return {"ref": response.ref, "remaining": _remaining(api)}
 
     return _run(work, what, deadline=OPERATION_DEADLINE_FACTOR * _timeout())
+
+
+def _remaining(api) -> int | None:
+    """How many more submissions Kaggle allows today (GetSubmissionLimits), None if it won't say."""
+    try:
+        return api.competition_get_submission_limits(COMPETITION).num_allowed_now
+    except Exception:
+        return None
+
+
+def remaining_today() -> int | None:
+    return _run(lambda: _remaining(_api()), f"asking how many {COMPETITION} submissions are left today",
+                deadline=OPERATION_DEADLINE_FACTOR * _timeout())
 
 
 def submissions() -> list[dict]:
@@ -538,7 +547,7 @@ def is_gpu_quota_message(text: str | None) -> bool:
 
 def gpu_quota_message(server_text: str) -> str:
     return (f"Kaggle will not give the notebook a GPU: your GPU quota is used up ({server_text.strip()}); "
-            f"it resets weekly ({SETTINGS_URL} shows when), or run without one: make kernel KERNEL_GPU=0")
+            f"it resets weekly ({SETTINGS_URL} shows when), or run without one: make kernel KERNEL_ACCELERATOR=none")
 
 
 def scrub(text: str) -> str:

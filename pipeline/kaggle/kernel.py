@@ -1,10 +1,11 @@
 """Run the pipeline in a private Kaggle notebook: push, wait, fetch; then upload its submission.
 
-`make kernel` (python -m pipeline.kaggle.kernel run NAME=value ...) pushes ONE self-contained script: the
-pipeline's code (pipeline/, mk/, Makefile, params.toml, pyproject.toml) as a base64 tar.gz inside
-a generated .py, which unpacks it and runs `make submission` with the same settings (MODEL=,
-EPOCHS=, PARAMS=, CV=1, ...) in notebook mode: the competition's files attached as input, the
-notebook's own packages (no internet, nothing installed), a GPU. It then waits (one line per poll,
+`make kernel` (python -m pipeline.kaggle.kernel run NAME=value ...) pushes ONE self-contained script,
+pipeline/kaggle/notebook.py with the pipeline's code (pipeline/, mk/, Makefile, params.toml,
+pyproject.toml) as a base64 tar.gz inside, which unpacks it and runs `make submission` with the same
+settings (MODEL=, EPOCHS=, PARAMS=, CV=1, ...) in notebook mode: the competition's files attached as
+input, the notebook's own packages (no internet, nothing installed), the accelerator asked for by
+name (KERNEL_ACCELERATOR, default NvidiaTeslaT4: GPU T4 x2). It then waits (one line per poll,
 every KERNEL_POLL seconds, at most KERNEL_TIMEOUT seconds) and fetches the output into
 kernel/output, laid out like an output root (data/raw/source.json, data/processed/train.npz,
 models/, submissions/, logs/) plus the notebook's log, so `make report OUT=kernel/output ...` reads
@@ -51,7 +52,8 @@ SETTINGS = ("MODEL", "CV", "EPOCHS", "BATCH_SIZE", "LR", "SEED", "MEMBERS", "FOL
 # out (and deleted, to keep the output small): the raw CSVs, arrays.npz, test.npz, Make's state.
 ARCHIVE = "pipeline-output.tar.gz"
 RECORD = "pipeline-run.json"
-KEEP = ("data/raw/source.json", "data/processed/train.npz", "models", "submissions", "reports", "logs")
+KEEP = ("data/raw/source.json", "data/processed/features.json", "data/processed/train.npz", "models", "submissions",
+        "reports", "logs")
 OUTPUT_DIRS = ("data", "models", "submissions", "reports", "logs", "bench", "kernel", ".make")
 
 DEFAULT_POLL_S = 30.0
@@ -177,8 +179,13 @@ def _git_commit() -> str | None:
     return provenance.git_commit()
 
 
-def render_script(settings: dict, bundle: bytes, commit: str | None = None) -> str:
-    """The one file pushed: the notebook's whole program (see SCRIPT_TEMPLATE)."""
+NOTEBOOK = Path(__file__).with_name("notebook.py")  # the notebook's program (a template that is valid Python)
+SETTINGS_BLOCK = re.compile(r"^# settings:.*?^# end of settings$", re.S | re.M)
+BUNDLE_LINE = re.compile(r'^BUNDLE = "".*$', re.M)
+
+
+def render_script(settings: dict, bundle: bytes, commit: str | None = None, accelerator: str = "none") -> str:
+    """The one file pushed: pipeline/kaggle/notebook.py with its settings and the code bundle filled in."""
     encoded = base64.b64encode(bundle).decode("ascii")
     lines = "\n".join(encoded[i:i + 100] for i in range(0, len(encoded), 100))
     constants = {
@@ -187,68 +194,94 @@ def render_script(settings: dict, bundle: bytes, commit: str | None = None) -> s
         "SUBMISSION": submission_name(settings),
         "BUNDLE_INFO": {"sha256": hashlib.sha256(bundle).hexdigest(), "bytes": len(bundle), "git_commit": commit,
                         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        "KEEP": list(KEEP), "OUTPUT_DIRS": list(OUTPUT_DIRS), "ARCHIVE": ARCHIVE, "RECORD": RECORD,
-        "COMPETITION": config.COMPETITION,
+        "ACCELERATOR": accelerator, "KEEP": list(KEEP), "OUTPUT_DIRS": list(OUTPUT_DIRS), "ARCHIVE": ARCHIVE,
+        "RECORD": RECORD,
     }
-    fill = {"@SETTINGS@": " ".join(make_args(settings)).replace('"', "'").replace("\\", "/"),  # in a docstring
-            "@CONSTANTS@": "\n".join(f"{name} = {value!r}" for name, value in constants.items()),
-            "@BUNDLE@": lines}
-    return re.sub("|".join(fill), lambda m: fill[m.group(0)], SCRIPT_TEMPLATE)
+    block = "\n".join([f"# settings: written by `make kernel` for `make submission {' '.join(make_args(settings))}`",
+                       *(f"{name} = {value!r}" for name, value in constants.items()), "# end of settings"])
+    template = NOTEBOOK.read_text(encoding="utf-8")
+    script = SETTINGS_BLOCK.sub(lambda _: block, template, count=1)
+    return BUNDLE_LINE.sub(lambda _: f'BUNDLE = """\n{lines}\n"""', script, count=1)
 
 
-def metadata(user: str, gpu: bool = True) -> dict:
-    """kernel-metadata.json: a private script, the competition attached, a GPU, no internet."""
+# What `machine_shape` asks for (kernel-metadata.json; kaggle 2.2.5 sends it on push). Without it,
+# `enable_gpu` alone gets a P100 (Kaggle/kaggle-cli#821). Names from Kaggle's docs (kaggle-cli PR #1198):
+# NvidiaTeslaT4 is "GPU T4 x2", Kaggle's default GPU; NvidiaL4, TpuV5E8 and others are passed through.
+DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
+NO_ACCELERATOR = "none"
+P100 = "nvidiateslap100"
+P100_REASON = ("Kaggle's current image is built for CUDA 12.8, which has no kernels for the P100's Pascal GPU "
+               "(sm_60): PyTorch fails on its first CUDA op there (Kaggle/kaggle-cli PR #1156), and whether "
+               "TensorFlow 2.20 and JAX 0.7 run on it is unconfirmed; kaggle 2.2.5 also calls it retired")
+
+
+def accelerator() -> str:
+    """KERNEL_ACCELERATOR (default NvidiaTeslaT4; `none` for a CPU notebook), refusing a P100 unless
+    KERNEL_ALLOW_P100=1 asks for it explicitly."""
+    if os.environ.get("KERNEL_GPU", "").strip():
+        raise PipelineError("KERNEL_GPU is gone: use KERNEL_ACCELERATOR=none for a notebook without a GPU "
+                            f"(default {DEFAULT_ACCELERATOR}, GPU T4 x2)")
+    name = os.environ.get("KERNEL_ACCELERATOR", "").strip() or DEFAULT_ACCELERATOR
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise PipelineError(f"KERNEL_ACCELERATOR={name!r} is not an accelerator name (e.g. {DEFAULT_ACCELERATOR}, "
+                            f"NvidiaL4, TpuV5E8, or {NO_ACCELERATOR})")
+    if name.lower() == NO_ACCELERATOR:
+        return NO_ACCELERATOR
+    if name.lower() == P100 and os.environ.get("KERNEL_ALLOW_P100", "").strip() not in ("1", "true", "yes"):
+        raise PipelineError(f"KERNEL_ACCELERATOR={name} refused: {P100_REASON}. Use the default "
+                            f"{DEFAULT_ACCELERATOR} (GPU T4 x2), or set KERNEL_ALLOW_P100=1 to ask for it anyway")
+    return name
+
+
+def metadata(user: str, accelerator: str = DEFAULT_ACCELERATOR) -> dict:
+    """kernel-metadata.json: a private script, the competition attached, the accelerator by name, no internet."""
+    shape = {} if accelerator == NO_ACCELERATOR else {"machine_shape": accelerator}
     return {
         "id": f"{user}/{SLUG}", "title": TITLE, "code_file": SCRIPT, "language": "python",
-        "kernel_type": "script", "is_private": True, "enable_gpu": gpu, "enable_tpu": False,
+        "kernel_type": "script", "is_private": True, "enable_gpu": accelerator.lower().startswith("nvidia"),
+        "enable_tpu": accelerator.lower().startswith("tpu"), **shape,
         "enable_internet": False, "dataset_sources": [], "competition_sources": [config.COMPETITION],
         "kernel_sources": [], "model_sources": [], "keywords": [],
     }
 
 
-def write_push_folder(folder: Path, user: str, settings: dict, gpu: bool = True) -> Path:
+def write_push_folder(folder: Path, user: str, settings: dict, accelerator: str = DEFAULT_ACCELERATOR) -> Path:
     """kernel/push/: kernel-metadata.json and the script, as `kaggle kernels push` reads them."""
-    script = render_script(settings, make_bundle(), _git_commit())
+    script = render_script(settings, make_bundle(), _git_commit(), accelerator)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    (folder / "kernel-metadata.json").write_text(json.dumps(metadata(user, gpu), indent=2) + "\n", encoding="utf-8")
+    (folder / "kernel-metadata.json").write_text(json.dumps(metadata(user, accelerator), indent=2) + "\n",
+                                                 encoding="utf-8")
     (folder / SCRIPT).write_text(script, encoding="utf-8")
     return folder
 
 
 # --------------------------------------------------------------------------- push, wait, fetch
-def _gpu_wanted() -> bool:
-    raw = os.environ.get("KERNEL_GPU", "1").strip().lower()
-    if raw in ("1", "true", "yes", ""):
-        return True
-    if raw in ("0", "false", "no"):
-        return False
-    raise PipelineError(f"KERNEL_GPU must be 1 or 0, not {raw!r}")
-
-
 def push(settings: dict) -> dict:
     """Push the notebook; return the state recorded in kernel/kernel.json."""
     from pipeline.kaggle import client as kaggle_client
 
     if not kaggle_client.credentials_available():
         raise PipelineError(kaggle_client.missing_credentials_message())
-    gpu = _gpu_wanted()
+    shape = accelerator()
     _seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)  # refuse bad settings before pushing
     _seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
     user = kaggle_client.username()
     try:
-        folder = write_push_folder(kernel_dir() / "push", user, settings, gpu)
+        folder = write_push_folder(kernel_dir() / "push", user, settings, shape)
     except OSError as exc:
         raise PipelineError(f"cannot write {exc.filename or kernel_dir()}: {exc.strerror}") from None
     kernel = f"{user}/{SLUG}"
     size = (folder / SCRIPT).stat().st_size
     _say(f"pushing {_shown(folder / SCRIPT)} ({size / 1024:.0f} KB: the pipeline's code, "
          f"`make submission {' '.join(make_args(settings))}`) to {kernel}: private, "
-         f"{'GPU' if gpu else 'no GPU'}, internet off, competition {config.COMPETITION} attached")
+         f"{'no accelerator' if shape == NO_ACCELERATOR else shape}, internet off, "
+         f"competition {config.COMPETITION} attached")
     answer = kaggle_client.push_kernel(folder)
     state = {"id": kernel, "version": answer["version"], "url": answer["url"], "ref": answer["ref"],
-             "pushed_at": time.time(), "settings": settings, "submission": submission_name(settings)}
+             "pushed_at": time.time(), "settings": settings, "submission": submission_name(settings),
+             "accelerator": shape}
     kernel_dir().mkdir(parents=True, exist_ok=True)
     write_json(state_path(), state)
     version = f"version {answer['version']}" if answer["version"] else "a new version"
@@ -375,7 +408,17 @@ def fetch(state: dict) -> Path:
          f"the notebook's log (notebook.log), its models and data")
     report_args = " ".join(f"'{a}'" if " " in a else a for a in make_args(settings))
     _say(f"upload it: make submit KERNEL=1; its report: make report OUT={_shown(target)} {report_args}")
+    _say(f"the notebook ran on {ran_on(target)} (asked for {state.get('accelerator', DEFAULT_ACCELERATOR)})")
     return path
+
+
+def ran_on(output: Path) -> str:
+    """The GPU(s) the notebook's pipeline-run.json names, as nvidia-smi listed them there."""
+    try:
+        record = json.loads((output / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "an unknown machine (no pipeline-run.json)"
+    return record.get("gpu") or "no GPU"
 
 
 def fail(state: dict, status: str, failure: str | None, elapsed: float) -> None:
@@ -485,122 +528,6 @@ def main(argv=None):
         if code:
             raise SystemExit(code)
 
-
-# --------------------------------------------------------------------------- the notebook's program
-SCRIPT_TEMPLATE = r'''"""Digit Recognizer pipeline, pushed by `make kernel` (generated by pipeline/kaggle/kernel.py: do not edit).
-
-Runs `make submission @SETTINGS@` in notebook mode with the pipeline's code, embedded below
-(a base64 tar.gz of pipeline/, mk/, Makefile, params.toml, pyproject.toml): the competition's
-files from <kaggle root>/input, this notebook's own packages (no internet, nothing installed),
-outputs in <kaggle root>/working. Then it packs what `make report` and `make submit KERNEL=1` read
-into pipeline-output.tar.gz, keeps submission.csv (the notebook's Submit button takes it) and
-pipeline-run.json, and deletes the rest (the raw CSVs and arrays) to keep the output small.
-"""
-import base64
-import io
-import json
-import os
-import platform
-import shlex
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import time
-from pathlib import Path
-
-@CONSTANTS@
-
-
-def say(message):
-    print(f"[pipeline] {message}", flush=True)
-
-
-def gpu():
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
-def unpack(dest):
-    data = base64.b64decode("".join(BUNDLE.split()))
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, filter="data")
-        else:
-            tar.extractall(dest)
-
-
-def run_make(cmd, cwd):
-    """Run make, copying its output (stderr merged, in order) into this notebook's log."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace", bufsize=1) as proc:
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-    return proc.returncode
-
-
-def pack(working):
-    """What `make report` and `make submit KERNEL=1` need, times kept (so Make sees it up to date)."""
-    kept = []
-    with tarfile.open(working / ARCHIVE, "w:gz", compresslevel=6) as tar:
-        for rel in KEEP:
-            if (working / rel).exists():
-                tar.add(working / rel, arcname=rel,
-                        filter=lambda info: None if "__pycache__" in info.name.split("/") else info)
-                kept.append(rel)
-    return kept
-
-
-def main():
-    started = time.time()
-    root = Path(os.environ.get("KAGGLE_ROOT") or "/kaggle")
-    working = root / "working"
-    working.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("KAGGLE_KERNEL_RUN_TYPE", "Batch")  # notebook mode, also when run by hand
-    record = {"settings": SETTINGS, "make_args": MAKE_ARGS, "bundle": BUNDLE_INFO, "python": sys.version.split()[0],
-              "executable": sys.executable, "machine": platform.machine(), "gpu": gpu(), "returncode": None}
-    say(f"python {record['python']} ({sys.executable}), GPU: {record['gpu'] or 'none'}")
-    returncode = 2
-    try:
-        if not (root / "input" / COMPETITION).is_dir():
-            say(f"error: the competition's files are not in {root / 'input' / COMPETITION}: "
-                f"attach the {COMPETITION} competition to this notebook")
-        elif shutil.which("make") is None:
-            say("error: `make` is not installed in this notebook's image")
-        else:
-            src = Path(tempfile.mkdtemp(prefix="digit-recognizer-pipeline-"))
-            unpack(src)
-            cmd = ["make", "-C", str(src), "submission", *MAKE_ARGS, f"PYTHON={sys.executable}"]
-            say("$ " + shlex.join(cmd))
-            returncode = run_make(cmd, working)
-    finally:
-        submission = working / "submissions" / SUBMISSION
-        if submission.is_file() and not (working / "submission.csv").exists():
-            shutil.copyfile(submission, working / "submission.csv")  # what the Submit button takes
-        record.update(returncode=returncode, seconds=round(time.time() - started, 1),
-                      submission=f"submissions/{SUBMISSION}" if submission.is_file() else None)
-        record["archive"] = pack(working)
-        for name in OUTPUT_DIRS:
-            shutil.rmtree(working / name, ignore_errors=True)
-        (working / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        say(f"make exited {returncode} after {record['seconds']:.0f} s; output: "
-            + ", ".join(sorted(p.name for p in working.iterdir())))
-    if returncode != 0:
-        raise SystemExit(returncode)  # the notebook ends in ERROR
-
-
-BUNDLE = """
-@BUNDLE@
-"""
-
-if __name__ == "__main__":
-    main()
-'''
 
 if __name__ == "__main__":
     main()

@@ -93,7 +93,7 @@ def main(argv=None):
     if receipt.get("submission_sha256") == sha and receipt.get("status") == "uploading":
         landed = [s for s in kaggle_client.submissions() if s["description"] == message]
         if landed:  # the interrupted run's upload went through: record it, spend nothing
-            receipt |= {"status": "uploaded", "ref": landed[0]["ref"], "remaining": None}
+            receipt |= {"status": "uploaded", "ref": landed[0]["ref"], "remaining": kaggle_client.remaining_today()}
             write_json(receipt_path, receipt)
     if receipt.get("submission_sha256") == sha and receipt.get("status", "uploaded") == "uploaded":
         print(f"{path.name} was already uploaded (ref {receipt['ref']}, {receipt['message']}); nothing to do")

@@ -1,9 +1,10 @@
 """Choosing the Keras backend before Keras is imported.
 
-Each model names the backend it trains fastest on (params.toml, measured in README "Speed"):
+Each model names the backend it trains fastest on (params.toml, measured in docs/speed.md):
 on a 2-core CPU JAX runs the seed model ~2x faster than TensorFlow, while TensorFlow's
-oneDNN convolutions run the CNN ~3x faster than XLA's. KERAS_BACKEND, when set,
-wins; a preferred backend that is not installed falls back to one that is.
+oneDNN convolutions run the CNN ~3x faster than XLA's; `backend_gpu` is its choice where there
+is a GPU. KERAS_BACKEND, when set, wins; a preferred backend that is not installed falls back to
+one that is.
 """
 
 import contextlib
@@ -38,6 +39,20 @@ def _load_tensorflow_quietly() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+
+
+def gpu_count() -> int:
+    """NVIDIA GPUs the driver shows (no framework imported: the backend is chosen before Keras)."""
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def choose(p: dict) -> str:
+    """A model's backend: `backend_gpu` where there is a GPU (cuDNN under either framework is a
+    different race from this CPU's), else `backend`."""
+    return p.get("backend_gpu", p["backend"]) if gpu_count() else p["backend"]
 
 
 def init(seed: int | None = None, preferred: str = "jax") -> str:

@@ -62,7 +62,7 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     start = time.perf_counter()
     histories, saved = [], []
     for i, mp in enumerate(members, start=1):
-        backend.init(mp["seed"], mp["backend"])  # before Keras is imported: it fixes the backend
+        backend.init(mp["seed"], backend.choose(mp))  # before Keras is imported: it fixes the backend
         import keras
 
         where = out / f"member-{i}" if model == "ensemble" else out
@@ -131,7 +131,7 @@ def assemble(model: str, folds: int) -> dict:
 
     p = read_json(config.cv_dir(model) / "params.json")
     tta = read_json(config.model_dir(model) / "predict.json")["tta"]
-    backend.init(preferred=(p["member"] if model == "ensemble" else p)["backend"])
+    backend.init(preferred=backend.choose(p["member"] if model == "ensemble" else p))
     data, x_test = load_npz(config.PROCESSED_DIR / "train.npz"), load_npz(config.PROCESSED_DIR / "test.npz")["x"]
     x, y = data["x"], data["y"].astype(np.int64)
     ids = fold_ids(y, folds, p["cv"]["seed"])

@@ -28,6 +28,13 @@ def _tf_devices():
     return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
+def wanted(setting: str) -> bool:
+    """train.distribute: "on", "off", or "auto" (on where there are two GPUs or more)."""
+    from pipeline.modeling.backend import gpu_count
+
+    return setting == "on" or (setting == "auto" and gpu_count() >= 2)
+
+
 def scope(enabled: bool):
     """(context to build and compile the model in, number of replicas)."""
     import keras

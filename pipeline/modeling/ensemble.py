@@ -112,14 +112,14 @@ def main(argv=None):
 
     if args.command == "member":
         p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)
-        backend.init(p["seed"], p["backend"])
+        backend.init(p["seed"], backend.choose(p))
         m = train_model(p, member_dir(args.index), config.PROCESSED_DIR / "train.npz",
                         log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}")
         print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): {accuracy_note(m)}")
     else:
         if args.members < 1:
             raise PipelineError("an ensemble needs at least one member")
-        backend.init(preferred=read_json(ENSEMBLE_DIR / "params.json")["member"]["backend"])
+        backend.init(preferred=backend.choose(read_json(ENSEMBLE_DIR / "params.json")["member"]))
         m = assemble(args.members)
         accs = ", ".join(f"{a:.2%}" for a in m["member_val_accuracy"] if a is not None)
         members = f" (members: {accs})" if "val_accuracy" in m else ""

@@ -32,7 +32,7 @@ def load_model(path: Path):
     if not zipfile.is_zipfile(path):
         raise PipelineError(f"{path} is not a Keras model file (truncated or corrupt): delete it and run `make train`")
     try:
-        model = keras.saving.load_model(path)
+        model = keras.saving.load_model(path, compile=False)  # predicting needs no optimizer
     except Exception as exc:  # Keras raises many types for a damaged archive
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PipelineError(f"{path} could not be loaded ({reason[:200]}): delete it and run `make train`") from None

@@ -88,7 +88,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
 
     work_dir.mkdir(parents=True, exist_ok=True)
     history, rng, checkpoint = _resume_point(work_dir)
-    context, replicas = distribute.scope(p.get("distribute", False))
+    context, replicas = distribute.scope(distribute.wanted(p.get("distribute", "off")))
     keras.mixed_precision.set_global_policy(p.get("precision", "float32"))  # before any layer is made
     with context:
         if checkpoint is not None:
@@ -105,8 +105,10 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
     callbacks = tensorboard_callbacks(log_dir)
     validation = (x_val, y_val) if x_val is not None else None
     if verbose:
-        print(f"training {p['model']} on {len(x):,} rows: {backend.devices()}, {replicas} replica(s), "
-              f"backend {keras.backend.backend()}", flush=True)
+        # Data-parallel keeps the recipe's batch and learning rate: each step's batch is split over the replicas.
+        split = f" (each batch of {p['batch_size']} split {p['batch_size'] // replicas} per replica)" if replicas > 1 else ""
+        print(f"training {p['model']} on {len(x):,} rows: {backend.devices()}, {replicas} replica(s){split}, "
+              f"backend {keras.backend.backend()}, {p.get('precision', 'float32')}", flush=True)
     for epoch in range(len(history), p["epochs"]):
         order = epoch_order(len(x), p["seed"], epoch)
         start = time.perf_counter()
@@ -191,7 +193,7 @@ def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = 
     """Everything `make train` does for one model: split, fit, save atomically, write metrics."""
     from pipeline.modeling import backend
 
-    backend_name = backend.init(p["seed"], p["backend"])
+    backend_name = backend.init(p["seed"], backend.choose(p))
     data = load_npz(data_path)
     x, y = data["x"], data["y"]
     tr, va = train_rows(p, y)
