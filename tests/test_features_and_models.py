@@ -94,3 +94,39 @@ def test_cnn_width_is_a_parameter_of_the_cnn_alone():
     assert build_model("cnn", **params.architecture(p)).count_params() == 326_826
     with pytest.raises(PipelineError, match="unknown parameter 'train.conv_gru.width'"):
         params.resolve(["train.conv_gru.width=32"])
+
+
+FUSED_BN_CHECK = """
+import numpy as np, keras
+from pipeline.modeling import backend
+backend.init(0, "tensorflow")
+from pipeline.modeling.batchnorm import BatchNorm
+for policy in ("float32", "mixed_bfloat16"):
+    keras.mixed_precision.set_global_policy(policy)
+    for shape in ((16, 6, 6, 8), (16, 8)):
+        x = np.random.default_rng(0).normal(2, 3, shape).astype("float32")
+        ours, theirs = BatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+        ours.build(shape); theirs.build(shape)
+        ours.set_weights([np.random.default_rng(i).random(w.shape).astype("float32") + 0.5
+                          for i, w in enumerate(theirs.get_weights())])
+        theirs.set_weights(ours.get_weights())
+        for training in (True, False):
+            a = np.asarray(ours(x, training=training), "float32")
+            b = np.asarray(theirs(x, training=training), "float32")
+            assert np.allclose(a, b, atol=2e-5), (policy, shape, training, np.abs(a - b).max())
+        for a, b in zip(ours.get_weights(), theirs.get_weights()):  # moving statistics updated alike
+            assert np.allclose(a, b, atol=1e-6), (policy, shape, np.abs(a - b).max())
+print("same")
+"""
+
+
+def test_the_fused_batch_norm_computes_what_kerass_does():
+    """Under TensorFlow, BatchNorm runs one fused kernel; outputs and moving statistics must be Keras's."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    proc = subprocess.run([sys.executable, "-c", FUSED_BN_CHECK], cwd=REPO, capture_output=True, text=True,
+                          env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"}, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "same", proc.stderr[-2000:]

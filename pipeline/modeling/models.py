@@ -57,18 +57,20 @@ def cnn(x, width=16, seed=None):
     """The VGG-like CNN behind the best public Digit Recognizer ensembles (conv blocks with
     BatchNorm, a strided 5x5 conv in place of pooling, heavy dropout). Blocks of `width` and
     2 x `width` filters: the public kernels use 32; 16 is the default (params.toml says why)."""
+    from pipeline.modeling.batchnorm import BatchNorm
+
     layers = _keras().layers
     x = layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image")(x)
     for block, filters in enumerate((width, 2 * width), start=1):
         for i, (kernel, strides) in enumerate(((3, 1), (3, 1), (5, 2)), start=1):
             x = layers.Conv2D(filters, kernel, strides=strides, padding="same" if strides > 1 else "valid",
                               use_bias=False, name=f"conv{block}_{i}")(x)
-            x = layers.BatchNormalization(name=f"bn{block}_{i}")(x)
+            x = BatchNorm(name=f"bn{block}_{i}")(x)
             x = layers.Activation("relu", name=f"relu{block}_{i}")(x)
         x = layers.Dropout(0.4, seed=_seed(seed, block), name=f"dropout{block}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(128, use_bias=False, name="dense")(x)
-    x = layers.BatchNormalization(name="bn_dense")(x)
+    x = BatchNorm(name="bn_dense")(x)
     x = layers.Activation("relu", name="relu_dense")(x)
     x = layers.Dropout(0.4, seed=_seed(seed, 3), name="dropout_dense")(x)
     return _softmax(x)
