@@ -53,10 +53,11 @@ VENV ?= .venv
 EXTRAS ?= jax,dev
 PY := $(VENV)/bin/python
 VENV_OK := $(VENV)/.installed
+# The venv holds the project's dependencies, not the project: every command runs from the checkout.
 $(VENV_OK): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet $$($(PYTHON) -m pipeline.deps --requirements '$(EXTRAS)')
 	touch $@
 else
 PY := $(PYTHON)
@@ -172,7 +173,10 @@ $(SUBMISSION): $(MODEL_DIR)/cv/metrics.json $(CODE.pipeline.modeling.predict)
 endif
 
 ##@ Report
-.PHONY: report tensorboard
+.PHONY: report tensorboard results
+
+results: | $(VENV_OK) ## docs/results.md from the files the runs wrote, and the README's results table from it
+	$(PY) -m pipeline.evaluate.results
 
 ifeq ($(CV),)
 report: $(REPORTS)/$(MODEL)/index.html ## Curves, confusion matrix, worst errors and per-class scores for MODEL (CV=1: out-of-fold)

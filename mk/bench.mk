@@ -21,3 +21,9 @@ else
 bench:
 	@echo 'error: make bench does not take $(BENCH_REFUSED): use EPOCHS= (caps every run), PARAMS="train.<model>.<key>=..." (the pipeline runs), BENCH_MODELS=, BENCH_BACKENDS=' >&2; exit 2
 endif
+
+# `make frontier` (pipeline/speed/frontier.py): every CV run's OOF accuracy against its CPU minutes, and the
+# GFLOP/s its training achieved (FLOPs counted by XLA) against this machine's peak.
+.PHONY: frontier
+frontier: | $(VENV_OK) ## OOF accuracy per CPU minute and achieved GFLOP/s of every CV run (reports/frontier.{md,png})
+	$(PY) -m pipeline.speed.frontier

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 
-from pipeline import config, csvcheck
+from pipeline import config, csvcheck, provenance
 from pipeline.datasource import Source, choose_source, kaggle_ready, recorded_manifest, stale
 from pipeline.errors import PipelineError, cli
 from pipeline.files import outputs, remove_dead_temporaries, replace_dir, save_npz, sha256_file, write_json
@@ -113,6 +113,7 @@ def acquire(source: Source, raw_dir: Path, force: bool = False) -> dict:
             "rows": {"train": len(arrays["train_labels"]), "test": len(arrays["test_pixels"])},
             "sha256": sha256,  # the data's identity (provenance)
             "outputs": sha256 | outputs(staging, ["arrays.npz"]),  # what later stages check before use
+            "run": provenance.run(),
         }
         write_json(staging / "source.json", manifest)
         replace_dir(staging, raw_dir)

@@ -1,9 +1,10 @@
-"""Notebook mode's install step: use the packages already there, say where they differ from the pins.
+"""What the pipeline needs installed: the venv's dependencies, and notebook mode's package check.
 
-Inside a Kaggle notebook there is no venv and usually no internet, and pip would replace the
-notebook's GPU builds of TensorFlow/JAX with CPU wheels. So nothing is installed: every package the
-pipeline needs must be importable (else one line naming it, exit 2), and versions other than
-pyproject.toml's pins get one warning line. Standard library only.
+Outside a notebook, `make` builds .venv from `--requirements` (pyproject.toml's dependencies, not
+the project itself). Inside a Kaggle notebook there is no venv and usually no internet, and pip
+would replace the notebook's GPU builds of TensorFlow/JAX with CPU wheels. So nothing is installed:
+every package the pipeline needs must be importable (else one line naming it, exit 2), and versions
+other than pyproject.toml's pins get one warning line. Standard library only.
 """
 
 import re
@@ -19,6 +20,20 @@ from pipeline.errors import PipelineError, cli
 NOT_NEEDED = {"kaggle", "tensorboard", "tensorflow"}
 # A Keras backend, one of which must be there.
 BACKENDS = ("jax", "tensorflow", "torch")
+
+
+def requirements(extras: list[str]) -> list[str]:
+    """pyproject.toml's dependencies and those of `extras`, as pip takes them: what the venv needs
+    from the project. The project itself is not installed: every command runs from the checkout
+    (`python -m pipeline...`), so an installed copy could only go stale."""
+    with open(config.PYPROJECT, "rb") as f:
+        project = tomllib.load(f)["project"]
+    optional = project.get("optional-dependencies", {})
+    unknown = [e for e in extras if e not in optional]
+    if unknown:
+        raise PipelineError(f"EXTRAS={','.join(extras)}: {', '.join(unknown)} is not in pyproject.toml's "
+                            f"optional-dependencies ({', '.join(optional)})")
+    return [spec.split("#")[0].strip() for spec in project["dependencies"] + [d for e in extras for d in optional[e]]]
 
 
 def pins() -> dict[str, str]:
@@ -55,6 +70,15 @@ def check() -> list[str]:
 
 @cli
 def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requirements", metavar="EXTRAS", help="print the dependencies (and those of EXTRAS, "
+                    "comma-separated) one per line, for pip, instead of checking the installed packages")
+    args = ap.parse_args(argv)
+    if args.requirements is not None:
+        print("\n".join(requirements([e for e in args.requirements.split(",") if e.strip()])))
+        return
     differ = check()
     if differ:
         print(f"warning: using the notebook's packages, which differ from the pins: {', '.join(differ)}")

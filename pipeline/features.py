@@ -8,7 +8,7 @@ import argparse
 
 import numpy as np
 
-from pipeline import config
+from pipeline import config, provenance
 from pipeline.errors import cli
 from pipeline.files import load_npz, outputs, save_npz, sha256_file, write_json
 
@@ -26,7 +26,7 @@ def main(argv=None):
     save_npz(config.PROCESSED_DIR / "test.npz", x=to_sequences(raw["test_pixels"]))
     write_json(config.PROCESSED_DIR / "features.json", {  # last: Make's target
         "from": {"arrays.npz": sha256_file(config.RAW_DIR / "arrays.npz")},
-        "outputs": outputs(config.PROCESSED_DIR, ["train.npz", "test.npz"])})
+        "outputs": outputs(config.PROCESSED_DIR, ["train.npz", "test.npz"]), "run": provenance.run()})
     print(f"data/processed: {len(raw['train_labels']):,} train and {len(raw['test_pixels']):,} test images as 28x28 row sequences")
 
 

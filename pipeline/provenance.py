@@ -1,6 +1,9 @@
-"""Where an artifact came from: data hash, package versions, git commit."""
+"""Where an artifact came from: data hash, package versions, git commit, and the run that made it
+(its make command, machine and times), from which docs/results.md is written."""
 
+import os
 import platform
+import time
 import subprocess
 from functools import cache
 from importlib import metadata
@@ -27,6 +30,27 @@ def git_commit() -> str | None:
     return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
 
 
+@cache
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run() -> dict:
+    """The run: the command that made it (the stage runner records the make command), when the
+    stage started and finished (UTC), and the machine."""
+    started = os.environ.get("PIPELINE_STAGE_STARTED")
+    return {"command": os.environ.get("PIPELINE_COMMAND"), "id": os.environ.get("PIPELINE_RUN_ID"),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(started))) if started else None,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cores": os.cpu_count(), "cpu": cpu_model()}
+
+
 def collect() -> dict:
     versions = {}
     for name in PACKAGES:
@@ -35,4 +59,4 @@ def collect() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return {"python": platform.python_version(), "packages": versions, "git_commit": git_commit(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "run": run()}

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import runpy
 import shlex
 import sys
@@ -45,20 +46,27 @@ def lock_file(target: Path) -> Path:
     return LOCKS / (name.replace("/", "%") + ".lock")
 
 
-def _make_command() -> str:
-    """The `make ...` command line this stage runs under (the nearest make above us), for holders' lines."""
+def _make_process() -> tuple[str, str]:
+    """(the `make ...` command line this stage runs under, an id of that make run: its pid and start
+    time), from the nearest make above us; this process's own when there is none."""
     pid = os.getppid()
     for _ in range(4):
         try:
             words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            status = Path(f"/proc/{pid}/stat").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             break
         words = [w.decode(errors="replace") for w in words if w]
         if words and Path(words[0]).name in ("make", "gmake"):
-            return shlex.join(["make", *words[1:]])
-        pid = int(status.rsplit(")", 1)[1].split()[1])  # the parent's parent
-    return shlex.join(sys.argv)
+            # Never a secret given on the command line (KAGGLE_KEY=...): these lines are printed and saved.
+            shown = [re.sub(r"^([^=]*(KEY|TOKEN|SECRET|PASSWORD)[^=]*=).+", r"\1***", w, flags=re.I) for w in words[1:]]
+            return shlex.join(["make", *shown]), f"{pid}-{stat[19]}"  # field 22 of stat: its start time
+        pid = int(stat[1])  # the parent's parent
+    return shlex.join(sys.argv), f"{os.getpid()}-{time.time():.0f}"
+
+
+def _make_command() -> str:
+    return _make_process()[0]
 
 
 def _holder(fd: int) -> str:
@@ -158,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
                 # Make parsed): the stage may find that another run has since made it current.
                 os.environ["PIPELINE_ONLY_FORCED"] = "1"
             print(shlex.join([_shown(Path(sys.executable)), "-m", module, *args]), flush=True)
+            command, run_id = _make_process()
+            os.environ.update(PIPELINE_COMMAND=command, PIPELINE_RUN_ID=run_id, PIPELINE_STAGE_STARTED=str(time.time()))
             sys.argv = [module, *args]
             runpy.run_module(module, run_name="__main__", alter_sys=True)
     except PipelineError as exc:

@@ -75,7 +75,8 @@ def venv_dir() -> Path:
 
 def run(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    full_env |= {"HOME": str(cwd / "home"), "PYTHONUNBUFFERED": "1"} | (env or {})
+    # The checkout's code for commands run elsewhere (a project copy's own comes first: it is the cwd).
+    full_env |= {"HOME": str(cwd / "home"), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)} | (env or {})
     return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -18,6 +18,7 @@ MODEL=ensemble trains `ensemble.members` members per fold (each its own seed) an
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     out = fold_dir(model, k)
     train, held = np.flatnonzero(ids != k - 1), np.flatnonzero(ids == k - 1)
     members = [member_params(p, i) for i in range(1, p["members"] + 1)] if model == "ensemble" else [p]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), os.times()
     histories, saved = [], []
     for i, mp in enumerate(members, start=1):
         backend.init(mp["seed"], backend.choose(mp))  # before Keras is imported: it fixes the backend
@@ -78,7 +79,9 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     save_npz(out / "rows.npz", train=train, held_out=held)
     metrics = {"model": model, "fold": k, "train_rows": int(len(train)), "held_out_rows": int(len(held)),
                "models": [str(path.relative_to(out)) for path in saved], "history": mean_history(histories),
-               "train_seconds": round(time.perf_counter() - start, 1), "params_hash": params_mod.short_hash(p),
+               "train_seconds": round(time.perf_counter() - start, 1),
+               "cpu_seconds": round(sum(os.times()[:2]) - sum(cpu[:2]), 1), "run": provenance.run(),
+               "params_hash": params_mod.short_hash(p),
                "data_sha256": provenance.data_sha256(),
                "outputs": outputs(out, [str(path.relative_to(out)) for path in saved] + ["rows.npz"])}
     for where in {path.parent for path in saved}:
@@ -156,6 +159,7 @@ def assemble(model: str, folds: int) -> dict:
         "n_rows": int(len(y)), "parameters": parameters,
         "seconds_per_epoch": round(float(np.median(epoch_seconds)), 2) if epoch_seconds else None,
         "train_seconds": round(sum(m["train_seconds"] for m in fold_metrics), 1),
+        "cpu_seconds": round(sum(m.get("cpu_seconds", 0) for m in fold_metrics), 1),
         "history": mean_history([m["history"] for m in fold_metrics]),
         "params": p, "params_hash": params_mod.short_hash(p), "data_sha256": provenance.data_sha256(),
         "folds_sha256": params_mod.short_hash(ids.tolist()),

@@ -1,0 +1,172 @@
+"""`make results`: docs/results.md from the files the runs wrote, and the README's table from it.
+
+Every stage's manifest records the make command and the run (a make invocation) that wrote it,
+with its start and finish and the machine (pipeline/provenance.py). From those:
+
+- one row per submission in submissions/: the command that made it, the figure it quotes (OOF
+  accuracy with its 95% interval, or a split's accuracy), the wall time of everything that one make
+  run did (first stage started to last stage finished; plus building .venv when the run started
+  right after it), the machine and the date;
+- the frontier of every CV run (reports/frontier.json, from `make frontier`), the comparison
+  (reports/compare.json, `make compare`) and the speed table (bench/results.json, `make bench`)
+  when those exist.
+
+The README's table (between its `results:` markers) is replaced by the first table of
+docs/results.md, so no figure in it is typed by hand (tests/test_results.py checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline import config
+from pipeline.errors import PipelineError, cli
+from pipeline.files import write_text
+
+RESULTS = config.ROOT / "docs" / "results.md"
+README = config.ROOT / "README.md"
+START, END = "<!-- results: written by `make results` from docs/results.md -->", "<!-- end of results -->"
+# A run that began this soon after .venv was finished is a first run: its time includes building it.
+VENV_GAP_S = 300
+
+
+def _time(text: str | None) -> float | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp() if text else None
+
+
+def manifests(out: Path) -> list[tuple[Path, dict]]:
+    """Every JSON a stage wrote that records its run."""
+    found = []
+    for path in [*out.glob("data/raw/source.json"), *out.glob("data/processed/features.json"),
+                 *out.glob("models/**/metrics.json"), *out.glob("submissions/*.json")]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        run = data.get("run") or data.get("provenance", {}).get("run")
+        if run and run.get("id"):
+            found.append((path, data | {"_run": run}))
+    return found
+
+
+def run_spans(found) -> dict[str, dict]:
+    """{run id: {command, started, finished, cores, cpu}} over every manifest of that make run."""
+    spans = {}
+    for _, data in found:
+        run = data["_run"]
+        span = spans.setdefault(run["id"], {"command": run["command"], "started": None, "finished": None,
+                                            "cores": run.get("cores"), "cpu": run.get("cpu")})
+        for key, pick in (("started", min), ("finished", max)):
+            value = _time(run.get(key))
+            if value is not None:
+                span[key] = value if span[key] is None else pick(span[key], value)
+    return spans
+
+
+def venv_seconds(started: float, venv: Path = config.ROOT / ".venv") -> float | None:
+    """How long building .venv took, when this run began right after it (a first run from a clean clone)."""
+    try:
+        begun, done = (venv / "pyvenv.cfg").stat().st_mtime, (venv / ".installed").stat().st_mtime
+    except OSError:
+        return None
+    return done - begun if 0 <= started - done <= VENV_GAP_S else None
+
+
+def minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def figure(prov: dict) -> tuple[str, str]:
+    """(what it quotes, its interval) for a submission's provenance."""
+    if prov.get("oof_accuracy") is not None:
+        lo, hi = prov["oof_ci95"]
+        return f"{prov['oof_accuracy']:.2%} OOF ({prov['folds']} folds)", f"{lo:.2%}-{hi:.2%}"
+    if prov.get("val_accuracy") is not None:
+        return f"{prov['val_accuracy']:.2%} on its validation split", "±0.15 points (4,200 rows)"
+    return "none (trained on every row)", "-"
+
+
+def submissions_table(out: Path) -> tuple[str, list[dict]]:
+    found = manifests(out)
+    spans = run_spans(found)
+    rows = []
+    for path, prov in found:
+        if path.parent.name != "submissions" or "submission_sha256" not in prov:
+            continue
+        span = spans[prov["_run"]["id"]]
+        wall = span["finished"] - span["started"] if span["started"] and span["finished"] else None
+        venv = venv_seconds(span["started"]) if span["started"] else None
+        quoted, interval = figure(prov)
+        rows.append({"command": span["command"], "submission": path.with_suffix(".csv").name, "quotes": quoted,
+                     "interval": interval, "wall": minutes(wall) + (f" (+ {minutes(venv)} building .venv)" if venv else ""),
+                     "machine": f"{span['cores']} cores, {span['cpu']}",
+                     "date": time.strftime("%Y-%m-%d", time.gmtime(span["finished"] or 0)), "_finished": span["finished"]})
+    rows.sort(key=lambda r: r["_finished"] or 0)
+    lines = ["| command | writes | quotes | 95% interval | wall time | machine | date |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| `{r['command']}` | {r['submission']} | {r['quotes']} | {r['interval']} | {r['wall']} | {r['machine']} | "
+              f"{r['date']} |" for r in rows]
+    return "\n".join(lines) + "\n", rows
+
+
+def section(title: str, path: Path, note: str) -> str:
+    if not path.is_file():
+        return ""
+    return f"\n## {title}\n{note}\n\n{path.read_text(encoding='utf-8').strip()}\n"
+
+
+def document(out: Path) -> str:
+    table, rows = submissions_table(out)
+    if not rows:
+        raise PipelineError(f"no submission with a recorded run under {out / 'submissions'}: make one first "
+                            "(`make submission ...`), then `make results`")
+    return "\n".join([
+        "# Results",
+        "",
+        "Written by `make results` from the files the runs wrote (each stage's manifest records its make command, "
+        "its run, its start and finish and the machine); not edited by hand. Accuracy is measured only on rows "
+        "that no choice saw: out of fold (OOF) for cross-validated runs. The wall time is everything that one make "
+        "run did, from its first stage to its last (building .venv added when the run came right after it).",
+        "",
+        "## Submissions",
+        "",
+        table,
+    ]) + section("Accuracy per compute (`make frontier`)", out / "reports/frontier.md",
+                 "Every CV run: its OOF accuracy, the CPU and wall minutes its fold models took, the FLOPs of "
+                 "their training (counted by XLA) and the rate achieved against this machine's peak "
+                 "(333 GFLOP/s float32, 666 bfloat16).") \
+        + section("Side by side (`make compare`)", out / "reports/compare.md",
+                  "McNemar's exact test of each CV run against the best on the same rows.") \
+        + section("Speed (`make bench`)", out / "bench/results.md",
+                  "The pipeline's training against a plain Keras notebook of the study's model, same machine, same run.")
+
+
+def update_readme(table: str, readme: Path = README) -> bool:
+    text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        return False
+    new = pattern.sub(lambda _: f"{START}\n{table}{END}", text)
+    if new != text:
+        write_text(readme, new)
+    return True
+
+
+@cli
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    text = document(config.OUT)
+    write_text(args.out, text)
+    table, _ = submissions_table(config.OUT)
+    readme = "and the README's table" if update_readme(table) else f"(no results markers in {README.name})"
+    print(f"wrote {args.out} {readme}")
+
+
+if __name__ == "__main__":
+    main()
