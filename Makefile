@@ -31,6 +31,17 @@ MEMBERS ?=
 FOLDS ?=
 FULL_DATA ?=
 KERNEL ?=
+# PRESET=<name>: a model and its parameters at once, from params.toml's [presets] (`make kernel PRESET=gpu`).
+PRESET ?=
+ifneq ($(PRESET),)
+PRESET_MODEL := $(shell $(PYTHON) -m pipeline.params --preset '$(PRESET)' model 2>&1)
+$(if $(filter error:%,$(PRESET_MODEL)),$(error $(PRESET_MODEL)))
+ifneq ($(filter command line,$(origin MODEL)),)
+$(if $(filter-out $(PRESET_MODEL),$(MODEL)),$(error PRESET=$(PRESET) trains MODEL=$(PRESET_MODEL): drop MODEL=$(MODEL)))
+endif
+MODEL := $(PRESET_MODEL)
+PRESET_OVERRIDES := $(shell $(PYTHON) -m pipeline.params --preset '$(PRESET)' overrides)
+endif
 ifeq ($(MODEL),blend)
 CV := 1
 endif
@@ -82,7 +93,7 @@ endif
 ifeq ($(MODEL)$(if $(EPOCHS)$(BATCH_SIZE)$(LR)$(FULL_DATA),+),blend+)
 $(error MODEL=blend takes PARAMS= (blend.models, and each model's train.<model>.* keys), not EPOCHS=, BATCH_SIZE=, LR= or FULL_DATA=)
 endif
-OVERRIDES := $(PARAMS) \
+OVERRIDES := $(PRESET_OVERRIDES) $(PARAMS) \
 	$(if $(EPOCHS),train.$(TRAIN_SECTION).epochs=$(EPOCHS)) \
 	$(if $(BATCH_SIZE),train.$(TRAIN_SECTION).batch_size=$(BATCH_SIZE)) \
 	$(if $(LR),train.$(TRAIN_SECTION).learning_rate=$(LR)) \

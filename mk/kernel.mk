@@ -8,11 +8,11 @@
 .PHONY: kernel kernel-wait submit-kernel
 
 # The settings the notebook's `make submission` gets: the ones given here, by the same names.
-KERNEL_SETTINGS := MODEL CV EPOCHS BATCH_SIZE LR SEED MEMBERS FOLDS FULL_DATA PARAMS
+KERNEL_SETTINGS := MODEL CV EPOCHS BATCH_SIZE LR SEED MEMBERS FOLDS FULL_DATA PARAMS PRESET
 KERNEL_ARGS = $(foreach v,$(KERNEL_SETTINGS),$(if $(strip $($(v))),'$(v)=$(strip $($(v)))'))
 
 kernel: | $(VENV_OK) ## `make submission` (same MODEL=, EPOCHS=, CV=1...) in a private Kaggle notebook with a GPU; output to kernel/output
-	$(PY) -m pipeline.kaggle.kernel run $(KERNEL_ARGS)
+	$(PY) -m pipeline.kaggle.kernel run $(KERNEL_ARGS) --overrides $(OVERRIDES)
 
 kernel-wait: | $(VENV_OK) ## Wait again for the notebook `make kernel` pushed, then fetch its output
 	$(PY) -m pipeline.kaggle.kernel wait

@@ -139,12 +139,37 @@ def _check_table(prefix: str, table: dict, schema: dict) -> None:
             raise PipelineError(f"parameter {prefix}.{key} is missing from params")
 
 
+def preset(params: dict, name: str) -> dict:
+    """A named setting of params.toml's [presets]: {"model": ..., "overrides": [...]}."""
+    presets = params.get("presets", {})
+    if name not in presets:
+        raise PipelineError(f"PRESET={name}: no such preset in params.toml (known: {', '.join(presets) or 'none'})")
+    return presets[name]
+
+
+def _check_presets(params: dict) -> None:
+    from pipeline.modeling.models import MODELS
+
+    for name, table in params.get("presets", {}).items():
+        if set(table) != {"model", "overrides", "about"}:
+            raise PipelineError(f"presets.{name} must have exactly: about, model, overrides")
+        if table["model"] not in (*MODELS, "ensemble", "blend"):
+            raise PipelineError(f"presets.{name}.model = {table['model']!r}: unknown model")
+        if not all(isinstance(o, str) for o in table["overrides"]):
+            raise PipelineError(f"presets.{name}.overrides must be a list of key=value strings")
+        try:
+            check(apply_overrides({k: v for k, v in params.items() if k != "presets"}, table["overrides"]))
+        except PipelineError as exc:
+            raise PipelineError(f"presets.{name}: {exc}") from None
+
+
 def check(params: dict) -> dict:
     """Refuse unknown keys, wrong types and out-of-range values, naming the key."""
     from pipeline.modeling.models import MODELS
 
+    _check_presets(params)
     for section in params:
-        if section not in (*SECTIONS, "train"):
+        if section not in (*SECTIONS, "train", "presets"):
             raise PipelineError(f"unknown parameter section '{section}' in params")
     for section, schema in SECTIONS.items():
         _check_table(section, params.get(section, {}), schema)
@@ -211,10 +236,17 @@ def main(argv=None):
     ap.add_argument("--predict", action="store_true", help="write the prediction params to --out")
     ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
     ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
+    ap.add_argument("--preset", nargs=2, metavar=("NAME", "model|overrides"),
+                    help="print a preset's model, or its overrides (for the Makefile)")
     # With neither --model, --predict nor --get: only check params.toml and the overrides.
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. train.conv_gru.epochs=3")
     args = ap.parse_args(argv)
     params = resolve(args.overrides)
+    if args.preset:
+        name, what = args.preset
+        value = preset(params, name)[what]
+        print(" ".join(value) if isinstance(value, list) else value)
+        return
     if args.get:
         section, _, key = args.get.partition(".")
         value = params[section][key]

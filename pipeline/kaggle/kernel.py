@@ -47,7 +47,7 @@ SLUG = "digit-recognizer-pipeline"
 TITLE = "Digit Recognizer Pipeline"  # slugifies to SLUG, as the client wants
 SCRIPT = f"{SLUG}.py"
 # The Make variables a notebook run takes from `make kernel`, in this order.
-SETTINGS = ("MODEL", "CV", "EPOCHS", "BATCH_SIZE", "LR", "SEED", "MEMBERS", "FOLDS", "FULL_DATA", "PARAMS")
+SETTINGS = ("MODEL", "CV", "EPOCHS", "BATCH_SIZE", "LR", "SEED", "MEMBERS", "FOLDS", "FULL_DATA", "PARAMS", "PRESET")
 # What the script packs into its output: what `make report` and `make submit KERNEL=1` read. Left
 # out (and deleted, to keep the output small): the raw CSVs, arrays.npz, test.npz, Make's state.
 ARCHIVE = "pipeline-output.tar.gz"
@@ -258,7 +258,61 @@ def write_push_folder(folder: Path, user: str, settings: dict, accelerator: str 
 
 
 # --------------------------------------------------------------------------- push, wait, fetch
-def push(settings: dict) -> dict:
+# What the time estimate assumes of a T4 on this pipeline's small networks (mixed_float16, batch 128):
+# 3 TFLOP/s sustained, ~5% of its 65 TFLOP/s float16 tensor-core peak (small convolutions and
+# per-step overheads keep a GPU far from peak). An assumption, until a notebook run measures it.
+T4_TFLOPS = 3.0
+# ... and no step faster than 4 ms: a small model's step is launches and synchronisation, not FLOPs.
+T4_STEP_S = 0.004
+COMPETITION_TRAIN_ROWS = 42_000
+
+
+def trainings(settings: dict, overrides: list[str]) -> list[dict]:
+    """What `make submission` with these settings trains: per model, its fold models, epochs,
+    training rows and FLOPs per image (counted: pipeline/speed/flops.py)."""
+    from pipeline import params as params_mod
+    from pipeline.speed import flops
+
+    params = params_mod.resolve(overrides)
+    cv = is_cv(settings)
+    names = params["blend"]["models"] if settings["MODEL"] == "blend" else [settings["MODEL"]]
+    found = []
+    for name in names:
+        members = params["ensemble"]["members"] if name == "ensemble" else 1
+        p = params_mod.for_model(params, params["ensemble"]["model"] if name == "ensemble" else name)
+        folds = params["cv"]["folds"] if cv else 1
+        share = (folds - 1) / folds if cv else (1.0 if p["full_data"] else 1 - p["data"]["val_fraction"])
+        per_image = flops.per_image(p["model"], __import__("json").dumps(params_mod.architecture(p), sort_keys=True))
+        found.append({"name": name, "models": folds * members, "epochs": p["epochs"], "batch": p["batch_size"],
+                      "rows": round(COMPETITION_TRAIN_ROWS * share), "per_image": per_image})
+    return found
+
+
+def expected_time(settings: dict, overrides: list[str], shape: str) -> str:
+    """The line printed before a push: the last measured run of these settings, or an estimate
+    with its arithmetic."""
+    try:
+        last = json.loads((output_dir() / RECORD).read_text(encoding="utf-8"))
+        if last.get("settings") == settings and last.get("accelerator") == shape and last.get("returncode") == 0:
+            return f"expected time: {_duration(last['seconds'])}, as measured by the last run of these settings on {last['gpu']}"
+    except (OSError, ValueError, KeyError):
+        pass
+    parts, seconds = [], 0.0
+    for r in trainings(settings, overrides):
+        flop = r["models"] * r["epochs"] * r["rows"] * r["per_image"]
+        steps = r["models"] * r["epochs"] * -(-r["rows"] // r["batch"])
+        by_flops, by_steps = flop / (2 * T4_TFLOPS * 1e12), steps * T4_STEP_S
+        seconds += max(by_flops, by_steps)
+        parts.append(f"{r['name']}: {r['models']} model(s) x {r['epochs']} epochs x {r['rows']:,} rows x "
+                     f"{r['per_image'] / 1e6:.1f} MFLOP = {flop / 1e12:,.0f} TFLOP -> {by_flops / 60:.0f} min, "
+                     f"or {steps:,} steps x {T4_STEP_S * 1000:.0f} ms -> {by_steps / 60:.0f} min")
+    return (f"expected time on T4 x2: ~{_duration(seconds)} of training, an estimate (no GPU run of these settings "
+            f"was measured): {'; '.join(parts)}; the longer of each, at an assumed {T4_TFLOPS:g} TFLOP/s per T4 (~5% "
+            f"of its 65 TFLOP/s float16 peak) x 2 T4s and {T4_STEP_S * 1000:.0f} ms per step at least; plus the data "
+            "stage and prediction")
+
+
+def push(settings: dict, overrides: list[str] | None = None) -> dict:
     """Push the notebook; return the state recorded in kernel/kernel.json."""
     from pipeline.kaggle import client as kaggle_client
 
@@ -267,6 +321,8 @@ def push(settings: dict) -> dict:
     shape = accelerator()
     _seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)  # refuse bad settings before pushing
     _seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
+    if overrides is not None and shape.lower().startswith("nvidia"):
+        _say(expected_time(settings, overrides, shape))
     user = kaggle_client.username()
     try:
         folder = write_push_folder(kernel_dir() / "push", user, settings, shape)
@@ -514,11 +570,14 @@ def main(argv=None):
     run.add_argument("settings", nargs="*", metavar="NAME=value", help=f"one of {', '.join(SETTINGS)}")
     push_only = sub.add_parser("push", help="push the notebook and return (then: wait)")
     push_only.add_argument("settings", nargs="*", metavar="NAME=value")
+    for parser in (run, push_only):
+        parser.add_argument("--overrides", nargs="*", default=None, metavar="KEY=VALUE",
+                            help="the parameter overrides these settings resolve to (for the time estimate)")
     sub.add_parser("wait", help="wait for the last pushed notebook, fetch its output")
     sub.add_parser("submit", help="upload the fetched notebook's submission")
     args = ap.parse_args(argv)
     if args.command in ("run", "push"):
-        state = push(parse_settings(args.settings))
+        state = push(parse_settings(args.settings), args.overrides)
         if args.command == "run":
             wait(state)
     elif args.command == "wait":

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 from functools import cache
+from pathlib import Path
 
 from pipeline import config
 
@@ -68,9 +69,26 @@ def step_flops(model_name: str, options: dict, batch: int = BATCH) -> float:
     return float(cost["flops"])
 
 
+# XLA's counts for the architectures params.toml and its presets use, written by
+# `python -m pipeline.speed.flops --table` (tests/test_speed.py checks them against XLA's count now).
+TABLE = Path(__file__).with_name("flops.json")
+
+
+def key(model_name: str, options: dict) -> str:
+    return f"{model_name} {json.dumps(options, sort_keys=True)}"
+
+
 @cache
 def per_image(model_name: str, options_json: str = "{}") -> float:
-    """Training FLOPs per image of a model (`options_json`: its architecture options as JSON)."""
+    """Training FLOPs per image of a model (`options_json`: its architecture options as JSON): from
+    the table when it has them, else counted now (a JAX process of its own, seconds)."""
+    known = json.loads(TABLE.read_text()) if TABLE.is_file() else {}
+    if key(model_name, json.loads(options_json)) in known:
+        return known[key(model_name, json.loads(options_json))]
+    return count(model_name, options_json)
+
+
+def count(model_name: str, options_json: str = "{}") -> float:
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-m", "pipeline.speed.flops", model_name, options_json],
                           cwd=config.ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -79,7 +97,31 @@ def per_image(model_name: str, options_json: str = "{}") -> float:
     return json.loads(proc.stdout)["per_image"]
 
 
+def architectures() -> set[tuple[str, str]]:
+    """(model, options JSON) of every model params.toml and its presets train."""
+    from pipeline import params as params_mod
+    from pipeline.modeling.models import MODELS
+
+    base = params_mod.load()
+    settings = [[]] + [p["overrides"] for p in base.get("presets", {}).values()]
+    found = set()
+    for overrides in settings:
+        resolved = params_mod.resolve(overrides)
+        for name in MODELS:
+            found.add((name, json.dumps(params_mod.architecture(params_mod.for_model(resolved, name)), sort_keys=True)))
+    return found
+
+
+def write_table() -> dict:
+    table = {key(m, json.loads(o)): count(m, o) for m, o in sorted(architectures())}
+    TABLE.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+    return table
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--table"]:
+        print(json.dumps(write_table(), indent=2))
+        raise SystemExit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("options", nargs="?", default="{}", help="architecture options as JSON, e.g. '{\"width\": 32}'")
