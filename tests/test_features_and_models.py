@@ -130,3 +130,24 @@ def test_the_fused_batch_norm_computes_what_kerass_does():
     proc = subprocess.run([sys.executable, "-c", FUSED_BN_CHECK], cwd=REPO, capture_output=True, text=True,
                           env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"}, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "same", proc.stderr[-2000:]
+
+
+def test_a_saved_cnn_loads_in_a_fresh_process(tmp_path):
+    """Its BatchNorm and RandomAffine layers are the pipeline's own: loading must register them itself."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    save = ("import sys; from pipeline.modeling import backend; backend.init(0, 'tensorflow'); "
+            "from pipeline.modeling.models import build_model; from pipeline import files; from pathlib import Path; "
+            "p = Path(sys.argv[1]); build_model('cnn', augment=True, seed=0, width=4).save(p); "
+            "files.write_json(p.parent / 'metrics.json', {'outputs': files.outputs(p.parent, [p.name])})")
+    load = ("import sys, numpy as np; from pathlib import Path; from pipeline.modeling import backend; backend.init(0); "
+            "from pipeline.modeling.predict import load_model, predict_labels; "
+            "print(predict_labels(load_model(Path(sys.argv[1])), np.zeros((3, 28, 28), 'float32'))[0].shape)")
+    path = tmp_path / "model.keras"
+    for code in (save, load):
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "(3,)"

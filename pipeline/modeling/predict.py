@@ -24,7 +24,7 @@ def load_model(path: Path):
     """Load a .keras file, turning a missing, corrupt or mismatched file into one clear line."""
     import keras
 
-    from pipeline.modeling import augment  # noqa: F401  (registers RandomAffine for loading)
+    from pipeline.modeling import augment, batchnorm  # noqa: F401  (register the custom layers for loading)
 
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run `make train` first")

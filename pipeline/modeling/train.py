@@ -92,7 +92,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
     keras.mixed_precision.set_global_policy(p.get("precision", "float32"))  # before any layer is made
     with context:
         if checkpoint is not None:
-            from pipeline.modeling import augment  # noqa: F401  (registers RandomAffine for loading)
+            from pipeline.modeling import augment, batchnorm  # noqa: F401  (register the custom layers for loading)
 
             model = keras.saving.load_model(checkpoint)
             for variable, value in zip(_rng_variables(model), rng, strict=True):
