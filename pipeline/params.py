@@ -25,6 +25,7 @@ TRAIN_KEYS = {
     "batch_size": (int, 1, 65_536, True),
     "learning_rate": (float, 0.0, 10.0, True),
     "augment": (bool, None, None, True),
+    "elastic": (float, None, None, True),  # pixels, 0-100 (checked below: a float range here is open at 0)
     "backend": (str, None, None, True),
     "backend_gpu": (str, None, None, True),
     "precision": (str, None, None, True),
@@ -118,6 +119,8 @@ def _check_value(name: str, value, spec) -> None:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
     if name.endswith(".precision") and value not in PRECISIONS:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(PRECISIONS)}")
+    if name.endswith(".elastic") and not 0 <= value <= 100:
+        raise PipelineError(f"parameter {name} = {value!r} is out of range: must be >= 0 and <= 100")
     if name == "train.distribute" and value not in DISTRIBUTE:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(DISTRIBUTE)}")
     if lo is None:

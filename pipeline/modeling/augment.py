@@ -28,17 +28,30 @@ def affine_matrices(angle, scale, tx, ty):
     return cos, -sin, a2, sin, cos, b2
 
 
-def warp(images, a0, a1, a2, b0, b1, b2):
-    """Bilinear affine warp of (n, side, side) images, zero outside the input."""
-    n, side = ops.shape(images)[0], IMAGE_SIDE
-    grid = ops.arange(side, dtype=images.dtype)
+def affine_sources(images, a0, a1, a2, b0, b1, b2):
+    """(x, y) of the input pixel each output pixel samples, (n, side, side) each."""
+    grid = ops.arange(IMAGE_SIDE, dtype=images.dtype)
     xs, ys = grid[None, None, :], grid[None, :, None]
 
     def per_image(v):
         return ops.reshape(v, (-1, 1, 1))
 
-    src_x = per_image(a0) * xs + per_image(a1) * ys + per_image(a2)
-    src_y = per_image(b0) * xs + per_image(b1) * ys + per_image(b2)
+    return (per_image(a0) * xs + per_image(a1) * ys + per_image(a2),
+            per_image(b0) * xs + per_image(b1) * ys + per_image(b2))
+
+
+def warp(images, a0, a1, a2, b0, b1, b2, displacement=None):
+    """Bilinear affine warp of (n, side, side) images, zero outside the input; `displacement`
+    ((n, side, side, 2): dx, dy in pixels) moves each sampling point further (elastic distortion)."""
+    src_x, src_y = affine_sources(images, a0, a1, a2, b0, b1, b2)
+    if displacement is not None:
+        src_x, src_y = src_x + displacement[..., 0], src_y + displacement[..., 1]
+    return sample(images, src_x, src_y)
+
+
+def sample(images, src_x, src_y):
+    """Bilinear interpolation of (n, side, side) images at per-pixel points, as four gathers."""
+    n, side = ops.shape(images)[0], IMAGE_SIDE
     x0, y0 = ops.floor(src_x), ops.floor(src_y)
     fx, fy = src_x - x0, src_y - y0
     flat = ops.reshape(images, (n, side * side))
@@ -63,11 +76,34 @@ def native_warp(images, a0, a1, a2, b0, b1, b2):
     return ops.squeeze(warped, -1)
 
 
+def gaussian_kernel(sigma: float):
+    """A normalised 1-D Gaussian, 3 sigma each side."""
+    radius = int(3 * sigma + 0.5)
+    x = ops.arange(-radius, radius + 1, dtype="float32")
+    k = ops.exp(-(x ** 2) / (2 * sigma ** 2))
+    return k / ops.sum(k)
+
+
+def elastic_field(uniform, alpha: float, sigma: float):
+    """Simard et al.'s elastic distortion: a field of uniform(-1, 1) displacements, smoothed by a
+    Gaussian of `sigma` pixels (two 1-D convolutions) and scaled by `alpha` pixels. (n, side, side, 2)."""
+    k = gaussian_kernel(sigma)
+    n = ops.shape(uniform)[0]
+    field = ops.reshape(ops.transpose(uniform, (0, 3, 1, 2)), (-1, IMAGE_SIDE, IMAGE_SIDE, 1))  # (2n, side, side, 1)
+    field = ops.conv(field, ops.reshape(k, (-1, 1, 1, 1)), padding="same")
+    field = ops.conv(field, ops.reshape(k, (1, -1, 1, 1)), padding="same")
+    return alpha * ops.transpose(ops.reshape(field, (n, 2, IMAGE_SIDE, IMAGE_SIDE)), (0, 2, 3, 1))
+
+
 @keras.saving.register_keras_serializable(package="pipeline")
 class RandomAffine(keras.layers.Layer):
-    def __init__(self, rotation=10.0, zoom=0.1, shift=0.1, seed=None, **kwargs):
+    """Rotation (degrees), zoom and shift (fractions), drawn per image; with `elastic` > 0 (alpha, in
+    pixels) also an elastic distortion of smoothness `elastic_sigma` pixels, in the same single warp."""
+
+    def __init__(self, rotation=10.0, zoom=0.1, shift=0.1, elastic=0.0, elastic_sigma=4.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rotation, self.zoom, self.shift, self.seed = rotation, zoom, shift, seed
+        self.elastic, self.elastic_sigma = elastic, elastic_sigma
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training=False):
@@ -81,12 +117,16 @@ class RandomAffine(keras.layers.Layer):
         angle = uniform(math.radians(self.rotation))
         scale = 1.0 + uniform(self.zoom)
         tx, ty = uniform(self.shift * IMAGE_SIDE), uniform(self.shift * IMAGE_SIDE)
+        matrices = affine_matrices(angle, scale, tx, ty)
+        if self.elastic:  # the native kernel warps affinely only: the gathers take the field too
+            noise = keras.random.uniform((n, IMAGE_SIDE, IMAGE_SIDE, 2), -1.0, 1.0, seed=self.seed_generator)
+            return warp(images, *matrices, displacement=elastic_field(noise, self.elastic, self.elastic_sigma))
         fastest = native_warp if keras.backend.backend() == "tensorflow" else warp
-        return fastest(images, *affine_matrices(angle, scale, tx, ty))
+        return fastest(images, *matrices)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return super().get_config() | {"rotation": self.rotation, "zoom": self.zoom,
-                                       "shift": self.shift, "seed": self.seed}
+        return super().get_config() | {"rotation": self.rotation, "zoom": self.zoom, "shift": self.shift,
+                                       "elastic": self.elastic, "elastic_sigma": self.elastic_sigma, "seed": self.seed}

@@ -79,13 +79,14 @@ def cnn(x, width=16, seed=None):
 MODELS = {"conv_gru": conv_gru, "lstm": lstm, "mlp": mlp, "cnn": cnn}
 
 
-def build_model(name: str, augment: bool = False, seed: int | None = None, **options):
-    """A model by name; with `augment`, a RandomAffine layer first (active in training only).
+def build_model(name: str, augment: bool = False, seed: int | None = None, elastic: float = 0.0, **options):
+    """A model by name; with `augment`, a RandomAffine layer first (active in training only), with
+    an elastic distortion of `elastic` pixels when that is above 0.
     `options` go to the factory (cnn: width)."""
     keras = _keras()
     from pipeline.modeling.augment import RandomAffine
 
     inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE), name="rows")
     # float32 under any precision: the warp's coordinates need more than 16 bits (27.5 in bfloat16 is 27.5 +- 0.1).
-    x = RandomAffine(seed=seed, dtype="float32", name="augment")(inputs) if augment else inputs
+    x = RandomAffine(elastic=elastic, seed=seed, dtype="float32", name="augment")(inputs) if augment else inputs
     return keras.Model(inputs, MODELS[name](x, seed=seed, **options), name=name)

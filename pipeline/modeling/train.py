@@ -100,7 +100,8 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
             print(f"resuming {p['model']} after epoch {len(history)} of {p['epochs']} ({work_dir})", flush=True)
         else:
             keras.utils.set_random_seed(p["seed"])
-            model = build_model(p["model"], augment=p["augment"], seed=p["seed"], **params_mod.architecture(p))
+            model = build_model(p["model"], augment=p["augment"], seed=p["seed"], elastic=p.get("elastic", 0.0),
+                                **params_mod.architecture(p))
             model = compile_model(model, p, len(x))
     callbacks = tensorboard_callbacks(log_dir)
     validation = (x_val, y_val) if x_val is not None else None
