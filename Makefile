@@ -155,7 +155,7 @@ $(MODELS)/%/params.json: FORCE | $(VENV_OK)
 	@$(PY) -m pipeline.params --model $* --out $@ $(OVERRIDES)
 
 $(MODELS)/%/predict.json: FORCE | $(VENV_OK)
-	@$(PY) -m pipeline.params --predict --out $@ $(OVERRIDES)
+	@$(PY) -m pipeline.params --predict --model $* --out $@ $(OVERRIDES)
 
 $(MODELS)/%/metrics.json: $(MODELS)/%/params.json $(PROCESSED)/features.json $(CODE.pipeline.modeling.train)
 	$(STAGE) -m pipeline.modeling.train --model $*
@@ -186,8 +186,9 @@ endif
 ##@ Report
 .PHONY: report tensorboard results
 
-results: | $(VENV_OK) ## docs/results.md from the files the runs wrote, and the README's results table from it
-	$(PY) -m pipeline.evaluate.results
+RESULTS_FROM ?=
+results: | $(VENV_OK) ## docs/results.md from the files the runs wrote (RESULTS_FROM="<output roots>"), and the README's table
+	$(PY) -m pipeline.evaluate.results $(if $(RESULTS_FROM),--from $(RESULTS_FROM))
 
 ifeq ($(CV),)
 report: $(REPORTS)/$(MODEL)/index.html ## Curves, confusion matrix, worst errors and per-class scores for MODEL (CV=1: out-of-fold)

@@ -37,7 +37,7 @@ define WRITE_IF_CHANGED
 endef
 
 # --- blend: weights fitted on the members' out-of-fold predictions (pipeline/modeling/blend.py)
-COMPARE_MODELS ?= mlp lstm conv_gru
+COMPARE_MODELS ?= mlp lstm conv_gru cnn blend
 
 # Read blend.models (a Python start) only when a blend is wanted.
 ifneq ($(filter blend,$(MODEL) $(MAKECMDGOALS) $(COMPARE_MODELS)),)

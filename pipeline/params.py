@@ -39,7 +39,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DISTRIBUTE = ("auto", "on", "off")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
 CV_KEYS = {"folds": (int, 2, 50, True), "seed": (int, 0, 2**32 - 1, True)}
-PREDICT_KEYS = {"tta": (bool, None, None, True)}
+PREDICT_KEYS = {"tta": (list, None, None, True)}  # the models that predict with test-time augmentation
 BLEND_KEYS = {"models": (list, None, None, True)}
 # The flat sections: [data], [ensemble], [cv], [predict], [blend].
 SECTIONS = {"data": DATA_KEYS, "ensemble": ENSEMBLE_KEYS, "cv": CV_KEYS, "predict": PREDICT_KEYS, "blend": BLEND_KEYS}
@@ -178,6 +178,9 @@ def check(params: dict) -> dict:
         _check_table(section, params.get(section, {}), schema)
     if params["ensemble"]["model"] not in MODELS:
         raise PipelineError(f"parameter ensemble.model = {params['ensemble']['model']!r}: unknown model (known: {', '.join(MODELS)})")
+    for name in params["predict"]["tta"]:
+        if name not in (*MODELS, "ensemble"):
+            raise PipelineError(f"parameter predict.tta: unknown model {name!r} (known: {', '.join(MODELS)}, ensemble)")
     for name in params["blend"]["models"]:
         if name not in (*MODELS, "ensemble"):
             raise PipelineError(f"parameter blend.models: unknown model {name!r} (known: {', '.join(MODELS)}, ensemble)")
@@ -236,7 +239,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="write this model's resolved training params to --out")
     ap.add_argument("--cv", action="store_true", help="with --model: the params of its cross-validation folds")
-    ap.add_argument("--predict", action="store_true", help="write the prediction params to --out")
+    ap.add_argument("--predict", action="store_true", help="with --model: write its prediction params to --out")
     ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
     ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
     ap.add_argument("--preset", nargs=2, metavar=("NAME", "model|overrides"),
@@ -260,7 +263,9 @@ def main(argv=None):
     if not args.out:
         raise PipelineError("--model and --predict need --out")
     if args.predict:
-        resolved = params["predict"]
+        if not args.model:
+            raise PipelineError("--predict needs --model: test-time augmentation is chosen per model")
+        resolved = {"tta": args.model in params["predict"]["tta"]}
     elif args.cv:
         resolved = for_cv(params, args.model)
     elif args.model == "ensemble":

@@ -88,7 +88,7 @@ def test_the_cv_submission_is_the_fold_mean_and_quotes_the_oof_figure(project):
 
 def test_tta_repredicts_without_retraining(project):
     root, _ = project
-    out = make(root, "cv", *FAST, "PARAMS=predict.tta=true")
+    out = make(root, "cv", *FAST, "PARAMS=predict.tta=mlp")
     assert "cv assemble" in out and "cv fold" not in out
     assert json.loads((root / "models/mlp/cv/metrics.json").read_text())["tta"] is True
 

@@ -50,7 +50,7 @@ def test_training_and_prediction_run_where_tensorflow_is_not_installed(project, 
     proc = run([*python, "-m", "pipeline.params", "--model", "conv_gru", "--out", f"{out}/params.json",
                 "train.conv_gru.epochs=1"], cwd=project, env=env)
     assert proc.returncode == 0, proc.stderr
-    proc = run([*python, "-m", "pipeline.params", "--predict", "--out", f"{out}/predict.json"], cwd=project, env=env)
+    proc = run([*python, "-m", "pipeline.params", "--predict", "--model", "conv_gru", "--out", f"{out}/predict.json"], cwd=project, env=env)
     assert proc.returncode == 0, proc.stderr
     for module in ("pipeline.modeling.train", "pipeline.modeling.predict"):
         proc = run([*python, "-m", module, "--model", "conv_gru"], cwd=project, env=env)

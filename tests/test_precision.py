@@ -28,7 +28,7 @@ def project(tmp_path_factory):
 
 def prepare(root, name: str, precision: str) -> None:
     for args in (["--model", "mlp", "--out", f"models/{name}/params.json", f"train.mlp.precision={precision}",
-                  f"train.mlp.epochs={EPOCHS}"], ["--predict", "--out", f"models/{name}/predict.json"]):
+                  f"train.mlp.epochs={EPOCHS}"], ["--predict", "--model", "mlp", "--out", f"models/{name}/predict.json"]):
         proc = run_module("pipeline.params", *args, cwd=root)
         assert proc.returncode == 0, proc.stderr
 

@@ -41,7 +41,7 @@ def test_a_submission_row_gives_the_wall_time_of_the_whole_make_run(tmp_path):
         "submission_sha256": "s", "oof_accuracy": 0.99712, "oof_ci95": [0.9966, 0.9976], "folds": 5,
         "provenance": {"run": run | {"started": "2026-12-01T11:20:00Z", "finished": "2026-12-01T11:21:00Z"}}})
 
-    table, rows = results.submissions_table(tmp_path)
+    table, rows = results.submissions_table([tmp_path])
 
     assert len(rows) == 1
     assert ("| `make submission MODEL=blend DATA=x.zip` | submission-blend.csv | 99.71% OOF (5 folds) | 99.66%-99.76% "

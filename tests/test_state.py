@@ -95,7 +95,7 @@ def one_error(proc) -> str:
     # train.npz: read when the model retrains (its epochs changed)
     ("data/processed/train.npz", ["train", "EPOCHS=2"], ["pipeline.features", "pipeline.modeling.train"]),
     # model.keras: read when the submission is predicted again (test-time augmentation turned on)
-    ("models/conv_gru/model.keras", ["submission", "EPOCHS=1", "PARAMS=predict.tta=true"],
+    ("models/conv_gru/model.keras", ["submission", "EPOCHS=1", "PARAMS=predict.tta=conv_gru"],
      ["pipeline.modeling.train", "pipeline.modeling.predict"]),
     # oof.npz: read when the CV submission is written again (it was removed)
     ("models/mlp/cv/oof.npz", ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"],

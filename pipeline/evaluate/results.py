@@ -68,7 +68,7 @@ def run_spans(found) -> dict[str, dict]:
     return spans
 
 
-def venv_seconds(started: float, venv: Path = config.ROOT / ".venv") -> float | None:
+def venv_seconds(started: float, venv: Path) -> float | None:
     """How long building .venv took, when this run began right after it (a first run from a clean clone)."""
     try:
         begun, done = (venv / "pyvenv.cfg").stat().st_mtime, (venv / ".installed").stat().st_mtime
@@ -91,16 +91,17 @@ def figure(prov: dict) -> tuple[str, str]:
     return "none (trained on every row)", "-"
 
 
-def submissions_table(out: Path) -> tuple[str, list[dict]]:
-    found = manifests(out)
-    spans = run_spans(found)
+def submissions_table(outs: list[Path]) -> tuple[str, list[dict]]:
+    """One row per submission under any of the output roots `outs` (a clean clone's venv is its root's)."""
+    found = [(out, path, data) for out in outs for path, data in manifests(out)]
+    spans = run_spans([(path, data) for _, path, data in found])
     rows = []
-    for path, prov in found:
+    for out, path, prov in found:
         if path.parent.name != "submissions" or "submission_sha256" not in prov:
             continue
         span = spans[prov["_run"]["id"]]
         wall = span["finished"] - span["started"] if span["started"] and span["finished"] else None
-        venv = venv_seconds(span["started"]) if span["started"] else None
+        venv = venv_seconds(span["started"], out / ".venv") if span["started"] else None
         quoted, interval = figure(prov)
         rows.append({"command": span["command"], "submission": path.with_suffix(".csv").name, "quotes": quoted,
                      "interval": interval, "wall": minutes(wall) + (f" (+ {minutes(venv)} building .venv)" if venv else ""),
@@ -119,11 +120,17 @@ def section(title: str, path: Path, note: str) -> str:
     return f"\n## {title}\n{note}\n\n{path.read_text(encoding='utf-8').strip()}\n"
 
 
-def document(out: Path) -> str:
-    table, rows = submissions_table(out)
+def latest(outs: list[Path], rel: str) -> Path:
+    """The newest of `rel` under the output roots (a report made more than once: its last)."""
+    found = [out / rel for out in outs if (out / rel).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else outs[0] / rel
+
+
+def document(outs: list[Path]) -> str:
+    table, rows = submissions_table(outs)
     if not rows:
-        raise PipelineError(f"no submission with a recorded run under {out / 'submissions'}: make one first "
-                            "(`make submission ...`), then `make results`")
+        raise PipelineError(f"no submission with a recorded run under {', '.join(str(o / 'submissions') for o in outs)}: "
+                            "make one first (`make submission ...`), then `make results`")
     return "\n".join([
         "# Results",
         "",
@@ -135,13 +142,13 @@ def document(out: Path) -> str:
         "## Submissions",
         "",
         table,
-    ]) + section("Accuracy per compute (`make frontier`)", out / "reports/frontier.md",
+    ]) + section("Accuracy per compute (`make frontier`)", latest(outs, "reports/frontier.md"),
                  "Every CV run: its OOF accuracy, the CPU and wall minutes its fold models took, the FLOPs of "
                  "their training (counted by XLA) and the rate achieved against this machine's peak "
                  "(333 GFLOP/s float32, 666 bfloat16).") \
-        + section("Side by side (`make compare`)", out / "reports/compare.md",
+        + section("Side by side (`make compare`)", latest(outs, "reports/compare.md"),
                   "McNemar's exact test of each CV run against the best on the same rows.") \
-        + section("Speed (`make bench`)", out / "bench/results.md",
+        + section("Speed (`make bench`)", latest(outs, "bench/results.md"),
                   "The pipeline's training against a plain Keras notebook of the study's model, same machine, same run.")
 
 
@@ -160,10 +167,13 @@ def update_readme(table: str, readme: Path = README) -> bool:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--from", dest="roots", type=Path, nargs="*", default=[],
+                    help="output roots to read (default: this one; e.g. the clean clones the runs were made in)")
     args = ap.parse_args(argv)
-    text = document(config.OUT)
+    roots = [r.resolve() for r in args.roots] or [config.OUT]
+    text = document(roots)
     write_text(args.out, text)
-    table, _ = submissions_table(config.OUT)
+    table, _ = submissions_table(roots)
     readme = "and the README's table" if update_readme(table) else f"(no results markers in {README.name})"
     print(f"wrote {args.out} {readme}")
 
