@@ -11,7 +11,6 @@ explicit folders and main() only parses the command line.
 """
 
 import argparse
-import html
 import io
 import json
 from pathlib import Path
@@ -365,24 +364,15 @@ def save_figure(fig, path: Path) -> None:
 # ---------------------------------------------------------------- page
 
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
-h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-.muted{color:#666}img{max-width:100%;height:auto;border:1px solid #eee}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums}
-th,td{padding:.3em .7em;border-bottom:1px solid #e5e5e5;text-align:right}
-th{background:#f5f5f5}table.kv td:first-child{text-align:left;color:#555}
-.look{background:#fff8e1;border-left:4px solid #ffb300;padding:.6em 1em}
-.look li{margin:.25em 0}pre{background:#f7f7f7;padding:.6em;overflow-x:auto}
-"""
+TEMPLATE = Path(__file__).with_name("templates") / "report.html"
 
 
 def render_html(summary: dict, history: list[dict], table) -> str:
-    """The report page: relative image links only, inline CSS, no scripts, readable offline."""
-    e = html.escape
+    """The report page, from templates/report.html (Jinja2, every value escaped)."""
+    import jinja2
+    from markupsafe import Markup
+
     t = summary["training"]
-    model = summary["model"] or "model"
     oof = summary.get("evaluation") == OUT_OF_FOLD
     n = summary["val_size"]
 
@@ -391,7 +381,7 @@ def render_html(summary: dict, history: list[dict], table) -> str:
 
     scored = "out-of-fold" if oof else "validation"
     ci = summary.get("accuracy_ci95")
-    rows = [
+    facts = [
         (f"{scored} accuracy", f"{summary['accuracy']:.2%} ({n - summary['n_errors']:,} of {n:,}"
                                + (f"; 95% interval {ci[0]:.2%}–{ci[1]:.2%})" if ci else ")")),
         (f"{scored} loss", f"{summary['log_loss']:.4f}"),
@@ -400,11 +390,11 @@ def render_html(summary: dict, history: list[dict], table) -> str:
     if oof:
         folds = t.get("fold_accuracy") or []
         cv = t.get("cv") or {}
-        rows.append(("folds", f"{cv.get('folds', len(folds) or '–')} (stratified, seed {cv.get('seed', '–')})"
-                              + (f"; accuracy per fold {', '.join(f'{a:.2%}' for a in folds)}" if folds else "")))
+        facts.append(("folds", f"{cv.get('folds', len(folds) or '–')} (stratified, seed {cv.get('seed', '–')})"
+                               + (f"; accuracy per fold {', '.join(f'{a:.2%}' for a in folds)}" if folds else "")))
     if t.get("weights"):  # a blend: its members and their (all-rows) weights
-        rows.append(("blend weights", ", ".join(f"{m} {w:.3f}" for m, w in t["weights"].items())))
-    rows += [
+        facts.append(("blend weights", ", ".join(f"{m} {w:.3f}" for m, w in t["weights"].items())))
+    facts += [
         ("parameters", num(t["parameters"], ",")),
         ("epochs", f"{num(t['epochs_run'], 'd')} (the model is its last epoch)" if t["epochs_run"] else "–"),
         ("seconds per epoch", f"{num(t['seconds_per_epoch'], '')} (first epoch {num(t['seconds_first_epoch'], '')}, "
@@ -412,69 +402,15 @@ def render_html(summary: dict, history: list[dict], table) -> str:
         ("backend", str(t["backend"] or "–")),
         ("params hash", str(t["params_hash"] or "–")),
     ]
-    kv = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
-    look = "".join(f"<li>{e(line)}</li>" for line in insights(summary, history))
-    per_class = table.reset_index().to_html(float_format=lambda v: f"{v:.4f}", border=0, index=False,
-                                            classes="per-class")
-    params = e(json.dumps(summary["params"], indent=2)) if summary["params"] is not None else "–"
-    shown = len(summary["errors_shown"])
-    if oof:
-        title = f"{model}: cross-validation report (out-of-fold)"
-        intro = (f"Digit Recognizer, k-fold cross-validation: out-of-fold, all {n:,} rows of train.csv. Every row is "
-                 "predicted by the fold model that did not train on it (each fold model keeps its last epoch). "
-                 "Numbers are computed from <code>oof.npz</code>, the saved out-of-fold probabilities.")
-        curves_note = ("Mean over the fold models per epoch. Train metrics are averaged over each epoch while the "
-                       "weights change (and with any dropout or augmentation on); held-out metrics are measured on "
-                       "each fold's held-out rows at the end of the epoch.")
-        held = "held-out fold"
-    else:
-        title = f"{model}: validation report"
-        intro = (f"Digit Recognizer, held-out validation split of train.csv ({n:,} rows). Numbers are computed from "
-                 "<code>val_predictions.npz</code>, the saved model's (its last epoch's) probabilities.")
-        curves_note = ("Train metrics are averaged over each epoch while the weights change (and with any dropout or "
-                       "augmentation on); validation metrics are measured at the end of the epoch.")
-        held = "validation"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<h1>{e(title)}</h1>
-<p class="muted">{intro}</p>
-<table class="kv">{kv}</table>
-
-<h2>What to look at</h2>
-<ul class="look">{look}</ul>
-
-<h2>Training curves</h2>
-<p class="muted">{curves_note}</p>
-<img src="curves.png" alt="loss and accuracy per epoch, train vs {held}">
-
-<h2>Confusion matrix</h2>
-<p class="muted">Rows are the true digit, columns the predicted one; off-diagonal cells are the mistakes
-({e(summary['rows'])}).</p>
-<img src="confusion.png" alt="confusion matrix ({e(summary['rows'])})">
-
-<h2>Per-class metrics</h2>
-<p class="muted">Also in <a href="per_class.csv">per_class.csv</a>; <code>mistaken_for</code> is the wrong label this
-digit most often got (count).</p>
-{per_class}
-
-<h2>Misclassified digits</h2>
-<p class="muted">{shown} of {summary['n_errors']} errors ({e(summary['rows'])}), most confident mistake first.
-“row” is the 0-based data row in train.csv (its pandas index); p(true) is the probability given to the true label.</p>
-<img src="errors.png" alt="gallery of misclassified digits ({e(summary['rows'])})">
-
-<h2>Parameters</h2>
-<pre>{params}</pre>
-<p class="muted">All numbers: <a href="report.json">report.json</a>.</p>
-</body>
-</html>
-"""
+    model = summary["model"] or "model"
+    page = jinja2.Environment(autoescape=True, keep_trailing_newline=True).from_string(TEMPLATE.read_text(encoding="utf-8"))
+    return page.render(
+        title=f"{model}: cross-validation report (out-of-fold)" if oof else f"{model}: validation report",
+        oof=oof, n=n, facts=facts, insights=insights(summary, history), rows=summary["rows"],
+        per_class=Markup(table.reset_index().to_html(float_format=lambda v: f"{v:.4f}", border=0, index=False,
+                                                     classes="per-class")),
+        shown=len(summary["errors_shown"]), n_errors=summary["n_errors"],
+        params=json.dumps(summary["params"], indent=2) if summary["params"] is not None else "–")
 
 
 # ---------------------------------------------------------------- wiring

@@ -151,7 +151,8 @@ def make_args(settings: dict) -> list[str]:
 def bundle_files(root: Path = config.ROOT) -> list[Path]:
     """The pipeline's code, relative to root: what the notebook needs to run `make submission`."""
     files = [Path(name) for name in ("Makefile", "params.toml", "pyproject.toml")]
-    files += sorted(p.relative_to(root) for p in (root / "pipeline").rglob("*.py") if "__pycache__" not in p.parts)
+    files += sorted(p.relative_to(root) for p in (root / "pipeline").rglob("*") if p.suffix in (".py", ".html", ".json")
+                    and "__pycache__" not in p.parts)
     files += sorted(p.relative_to(root) for p in (root / "mk").glob("*.mk"))
     missing = [str(f) for f in files if not (root / f).is_file()]
     if missing:
