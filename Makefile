@@ -121,7 +121,7 @@ STAGE = @STAGE_DEPS='$^' $(PY) -m pipeline.stage $@
 ##@ Main
 .PHONY: install data features train submission submit submissions
 
-install: $(VENV_OK) ## Create .venv from pyproject.toml (redone only when it changes)
+install: $(VENV_OK) ## Build .venv with pyproject.toml's dependencies (redone only when it changes)
 
 data: $(RAW)/source.json ## Place and validate train/test CSVs in data/raw (DATA=zip|folder|kaggle, FORCE=1)
 
@@ -229,8 +229,13 @@ test: $(VENV_OK) $(KAGGLE_IMAGE_ENV)/.installed ## Run the test suite (PYTEST_AR
 ##@ Housekeeping
 .PHONY: help clean FORCE
 
+# The sections in the order a user meets them: the Makefile's, the included ones (mk/), then Quality
+# and Housekeeping last.
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^##@/ {last = ($$0 ~ /Quality|Housekeeping/); line = "\n" substr($$0, 5)} \
+		/^[a-z-]+:.*## / {line = sprintf("  %-14s %s", $$1, $$2)} \
+		line != "" {if (last) tail = tail line "\n"; else print line; line = ""} END {printf "%s", tail}' \
+		$(filter-out %code.mk,$(MAKEFILE_LIST))
 
 clean: ## Remove generated data, models, reports, submissions and benchmarks (keeps .venv)
 	rm -rf $(STATE) $(RAW) $(PROCESSED) $(DOWNLOAD) $(MODELS) $(REPORTS) $(LOGS) $(BENCH) $(KERNEL_DIR) \

@@ -52,7 +52,7 @@ $(MODELS)/blend/cv/metrics.json: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/cv/m
 	$(STAGE) -m pipeline.modeling.blend --models $(BLEND_MODELS)
 endif
 
-blend: $(MODELS)/blend/cv/metrics.json ## Blend the CV runs of blend.models, weights fitted out of fold (PARAMS="blend.models=cnn,lstm")
+blend: $(MODELS)/blend/cv/metrics.json ## The top recipe: the CV runs of blend.models, weights fitted out of fold
 
 # --- compare: OOF accuracy, 95% interval, McNemar against the best (pipeline/evaluate/compare.py)
 $(STATE)/compare-models.txt: FORCE
@@ -62,7 +62,7 @@ $(REPORTS)/compare.md: $(foreach m,$(COMPARE_MODELS),$(MODELS)/$(m)/cv/metrics.j
 		$(STATE)/compare-models.txt $(CODE.pipeline.evaluate.compare) | $(VENV_OK)
 	$(STAGE) -m pipeline.evaluate.compare $(COMPARE_MODELS)
 
-compare: $(REPORTS)/compare.md ## Compare CV runs (COMPARE_MODELS="mlp lstm conv_gru"): OOF accuracy, 95% CI, McNemar vs the best
+compare: $(REPORTS)/compare.md ## CV runs side by side (COMPARE_MODELS="mlp lstm conv_gru cnn blend"): OOF accuracy, 95% CI, McNemar
 
 # --- report CV=1: confusion matrix and errors out of fold, over every labelled row (pipeline/evaluate/report.py)
 ifneq ($(CV),)

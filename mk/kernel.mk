@@ -11,7 +11,7 @@
 KERNEL_SETTINGS := MODEL CV EPOCHS BATCH_SIZE LR SEED MEMBERS FOLDS FULL_DATA PARAMS PRESET
 KERNEL_ARGS = $(foreach v,$(KERNEL_SETTINGS),$(if $(strip $($(v))),'$(v)=$(strip $($(v)))'))
 
-kernel: | $(VENV_OK) ## `make submission` (same MODEL=, EPOCHS=, CV=1...) in a private Kaggle notebook with a GPU; output to kernel/output
+kernel: | $(VENV_OK) ## `make submission` (same MODEL=, PRESET=, CV=1...) in a private Kaggle notebook on T4 x2 (KERNEL_ACCELERATOR=)
 	$(PY) -m pipeline.kaggle.kernel run $(KERNEL_ARGS) --overrides $(OVERRIDES)
 
 kernel-wait: | $(VENV_OK) ## Wait again for the notebook `make kernel` pushed, then fetch its output

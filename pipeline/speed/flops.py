@@ -36,6 +36,23 @@ def layer_flops(layer) -> int:
     return 2 * macs + (positions * kernel[-1] if layer.use_bias else 0)
 
 
+def check_one_layer(batch: int = 8) -> tuple[float, int]:
+    """(XLA's count of one Conv2D's forward pass, layer_flops' count by its shapes), per example:
+    the test that XLA counts what the shapes say (JAX backend)."""
+    import jax
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((26, 26, 32))
+    conv = keras.layers.Conv2D(32, 3, name="conv")
+    model = keras.Model(inputs, conv(inputs))
+    x = np.zeros((batch, 26, 26, 32), np.float32)
+    variables = [v.value for v in model.trainable_variables]
+    cost = jax.jit(lambda tv, x: model.stateless_call(tv, [], x)[0]).lower(variables, x).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"]) / batch, layer_flops(conv)
+
+
 def step_flops(model_name: str, options: dict, batch: int = BATCH) -> float:
     """FLOPs of one compiled training step on `batch` images (JAX backend), from XLA's cost analysis."""
     import jax
