@@ -213,7 +213,7 @@ KAGGLE_IMAGE_LIST := tests/kaggle_image/requirements.txt
 KAGGLE_IMAGE_PYTHON ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),\
 	$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 KAGGLE_IMAGE_ENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/digit-recognizer-pipeline/kaggle-image-$(shell \
-	sha256sum $(KAGGLE_IMAGE_LIST) | cut -c1-12)
+	sha256sum $(KAGGLE_IMAGE_LIST) 2>/dev/null | cut -c1-12)
 
 $(KAGGLE_IMAGE_ENV)/.installed: $(KAGGLE_IMAGE_LIST)
 	$(if $(KAGGLE_IMAGE_PYTHON),,$(error no Python 3.12 found for the Kaggle image stand-in: pass KAGGLE_IMAGE_PYTHON=<python3.12>))

@@ -81,3 +81,22 @@ def kaggle_env(fake_kaggle) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     return env
+
+
+_MEASURED = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def measured(request):
+    """measured("kill points tried: 21 ..."): a line printed in the run's summary, also when the
+    test passes (pytest shows a passing test's own output only with -s)."""
+    lines = request.config.stash.setdefault(_MEASURED, [])
+    return lines.append
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = config.stash.get(_MEASURED, [])
+    if lines:
+        terminalreporter.section("measured")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -30,7 +30,7 @@ print(json.dumps({"pipeline_modules": sorted(m for m in sys.modules if m.split("
 
 
 def test_baseline_is_a_standalone_notebook(tmp_path):
-    script = REPO / "pipeline" / "baseline_notebook.py"
+    script = REPO / "pipeline" / "speed" / "baseline_notebook.py"
     imported = {alias.name for node in ast.walk(ast.parse(script.read_text())) if isinstance(node, ast.Import)
                 for alias in node.names} | {node.module for node in ast.walk(ast.parse(script.read_text()))
                                             if isinstance(node, ast.ImportFrom)}

@@ -90,7 +90,8 @@ def test_fit_weights_finds_the_obvious_blend():
 
 
 def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_path):
-    proc = run_module("pipeline.modeling.blend", cwd=tmp_path, env=adversarial["env"], timeout=120)  # blend.models of params.toml
+    proc = run_module("pipeline.modeling.blend", "--models", "cnn", "lstm", "conv_gru", cwd=tmp_path,
+                      env=adversarial["env"], timeout=120)
     assert proc.returncode == 0, proc.stderr
     cv_dir = adversarial["out"] / "models/blend/cv"
     metrics = json.loads((cv_dir / "metrics.json").read_text())

@@ -325,7 +325,7 @@ def kernel_run(request, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(kernel_run):
+def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(kernel_run, measured):
     proc, fake, root = kernel_run.proc, kernel_run.fake, kernel_run.root
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     pushed = fake.kernel()
@@ -357,7 +357,7 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(kernel_run)
     record = json.loads((working / "pipeline-run.json").read_text())
     assert record["returncode"] == 0 and record["settings"] == {"MODEL": "conv_gru", "EPOCHS": "2"}
     assert proc.stdout.strip().splitlines()[-1] == "kernel: the notebook ran on no GPU (asked for NvidiaTeslaT4)"
-    print(f"make kernel ({kernel_run.mount}, the image's packages): {kernel_run.seconds:.0f} s; "
+    measured(f"make kernel ({kernel_run.mount}, the image's packages): {kernel_run.seconds:.0f} s; "
           f"notebook {record['seconds']} s")
 
 

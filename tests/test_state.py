@@ -67,13 +67,20 @@ def test_with_wait_0_the_second_run_refuses_in_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------- damaged artifacts
-@pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """A project copy after `make submission EPOCHS=1` and `make cv MODEL=mlp FOLDS=2 EPOCHS=1`."""
-    root = copy_project(tmp_path_factory.mktemp("damage"))
-    for args in (["submission", "EPOCHS=1"], ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"]):
+MADE_BY = (["submission", "EPOCHS=1"], ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"])
+
+
+def make_all(root):
+    for args in MADE_BY:
         proc = run(make_cmd(*args), cwd=root)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A project copy after `make submission EPOCHS=1` and `make submission MODEL=mlp CV=1 FOLDS=2 EPOCHS=1`."""
+    root = copy_project(tmp_path_factory.mktemp("damage"))
+    make_all(root)
     return root
 
 
@@ -92,16 +99,18 @@ def one_error(proc) -> str:
 
 
 @pytest.mark.parametrize("damaged, first, again", [
-    # train.npz: read when the model retrains (its epochs changed)
-    ("data/processed/train.npz", ["train", "EPOCHS=2"], ["pipeline.features", "pipeline.modeling.train"]),
-    # model.keras: read when the submission is predicted again (test-time augmentation turned on)
-    ("models/conv_gru/model.keras", ["submission", "EPOCHS=1", "PARAMS=predict.tta=conv_gru"],
+    # model.keras: read when the submission is predicted again (its test-time augmentation changed:
+    # conv_gru's is on by default, and predict.tta=cnn turns it off)
+    ("models/conv_gru/model.keras", ["submission", "EPOCHS=1", "PARAMS=predict.tta=cnn"],
      ["pipeline.modeling.train", "pipeline.modeling.predict"]),
     # oof.npz: read when the CV submission is written again (it was removed)
     ("models/mlp/cv/oof.npz", ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"],
      ["pipeline.modeling.cv assemble", "pipeline.modeling.predict"]),
+    # train.npz: read when the model retrains (its epochs changed)
+    ("data/processed/train.npz", ["train", "EPOCHS=2"], ["pipeline.features", "pipeline.modeling.train"]),
 ])
 def test_a_truncated_artifact_is_named_in_one_line_and_the_same_command_rebuilds_it(made, damaged, first, again):
+    make_all(made)  # up to date again after the previous case's rebuild
     path = made / damaged
     if "oof" in damaged:
         (made / "submissions/submission-mlp-cv.csv").unlink()
