@@ -105,16 +105,18 @@ def differences(expected: dict, actual: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------- running and killing
-def stage_pids(module: str) -> list[int]:
-    """Processes running `python -m pipeline.stage ... -m MODULE`."""
+def stage_pids(module: str, root: Path) -> list[int]:
+    """Processes running `python -m pipeline.stage ... -m MODULE` in the project copy `root`: never
+    another run's on the same machine (CI beside a user's long run, or two test sessions)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 words = (entry / "cmdline").read_bytes().split(b"\0")
+                cwd = (entry / "cwd").resolve()
             except OSError:
                 continue
-            if b"pipeline.stage" in words and module.encode() in words:
+            if b"pipeline.stage" in words and module.encode() in words and cwd == root.resolve():
                 pids.append(int(entry.name))
     return pids
 
@@ -131,7 +133,7 @@ class Project:
             deadline = time.monotonic() + kill_after
             while time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.02)
-            for pid in stage_pids(module):
+            for pid in stage_pids(module, self.root):
                 os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=600)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -1,0 +1,25 @@
+"""The prepared GPU check runs end to end: here on the CPU, on the sample, with its epochs cut to one."""
+
+import json
+
+import pytest
+
+from tests.helpers import run, venv_dir
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_gpu_check_runs_the_notebook_script_and_reports_each_run(tmp_path):
+    out = tmp_path / "gpu-check.json"
+    proc = run([str(venv_dir() / "bin" / "python"), "-m", "pipeline.speed.gpu_check", "--epochs-scale", "0.01",
+                "--only", "cnn mixed_float16", "--out", str(out)], cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    # One of the three runs (the seed model's notebook run is tests/test_kernel.py's): the CNN in float16.
+    assert [(r["check"], r["precision"]) for r in results] == [("cnn mixed_float16", "mixed_float16")]
+    for r in results:
+        assert r["epochs"] == 1 and r["returncode"] == 0 and 0 < r["seconds_per_epoch"] < r["wall_seconds"]
+        assert 0.1 < r["val_accuracy"] <= 1  # trained on the sample's rows, scored on its own split
+    lines = proc.stdout.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("cnn mixed_float16: cnn 1 epochs on no GPU: ")
+    assert "validation accuracy" in lines[0] and "mixed_float16" in lines[0]
