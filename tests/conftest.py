@@ -25,6 +25,15 @@ _CLEARED_ENV = (
     "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "XDG_CONFIG_HOME",
 )
 
+# Run by `make test`, the suite would pass make's own settings on to every make it starts: those would
+# print "make[1]: Entering directory" lines and inherit its flags. A user's make is top-level; so is each test's.
+_MAKE_ENV = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
+
+
+def pytest_configure(config):
+    for name in _MAKE_ENV:
+        os.environ.pop(name, None)
+
 
 def tiny_competition_zip(train_rows: int = 3, test_rows: int = 2) -> bytes:
     """A zip in the competition's layout (train.csv, test.csv, sample_submission.csv), a few rows each."""

@@ -74,7 +74,8 @@ def venv_seconds(started: float, venv: Path) -> float | None:
         begun, done = (venv / "pyvenv.cfg").stat().st_mtime, (venv / ".installed").stat().st_mtime
     except OSError:
         return None
-    return done - begun if 0 <= started - done <= VENV_GAP_S else None
+    # -1: the manifests' times are whole seconds, so the first stage can seem to start before .venv was done.
+    return done - begun if -1 <= started - done <= VENV_GAP_S else None
 
 
 def minutes(seconds: float | None) -> str:
