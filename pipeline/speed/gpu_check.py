@@ -26,10 +26,9 @@ import sys
 import tarfile
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
-from pipeline import config
+from pipeline import config, dataset
 from pipeline.errors import PipelineError, cli
 from pipeline.kaggle import kernel
 
@@ -39,24 +38,14 @@ RUNS = [
     ("cnn float32", "cnn", 15, ["train.cnn.precision=float32"]),
     ("cnn mixed_float16", "cnn", 15, ["train.cnn.precision=mixed_float16"]),
 ]
-COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 
 
 def lay_out_kaggle(root: Path, data: Path) -> None:
     """<root>/input/competitions/digit-recognizer holding the three CSVs, read-only; <root>/working."""
     mount = root / "input" / "competitions" / config.COMPETITION
     mount.mkdir(parents=True)
-    if data.is_dir():
-        for name in COMPETITION_FILES:
-            shutil.copyfile(data / name, mount / name)
-    else:
-        with zipfile.ZipFile(data) as zf:
-            for name in COMPETITION_FILES:
-                member = next((m for m in zf.namelist() if m.rsplit("/", 1)[-1] == name), None)
-                if member is None:
-                    raise PipelineError(f"{data}: no {name} inside")
-                with zf.open(member) as src, open(mount / name, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+    # The data stage's own readers: the same zip layouts, member checks and one-line errors.
+    (dataset.copy_competition_folder if data.is_dir() else dataset.extract_competition_zip)(data, mount)
     for path in [*mount.iterdir(), mount, mount.parent, root / "input"]:
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     (root / "working").mkdir()
