@@ -223,8 +223,10 @@ $(KAGGLE_IMAGE_ENV)/.installed: $(KAGGLE_IMAGE_LIST)
 
 kaggle-image: $(KAGGLE_IMAGE_ENV)/.installed ## Build the stand-in for Kaggle's notebook image (its package versions) for the tests
 
-test: $(VENV_OK) $(KAGGLE_IMAGE_ENV)/.installed ## Run the test suite (PYTEST_ARGS= to pass options)
-	KAGGLE_IMAGE_ENV=$(KAGGLE_IMAGE_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+# One pytest-xdist worker per core; a test file stays on one worker (its fixtures are built once).
+TEST_WORKERS ?= $(shell nproc)
+test: $(VENV_OK) $(KAGGLE_IMAGE_ENV)/.installed ## Run the test suite on every core (TEST_WORKERS=, PYTEST_ARGS= to pass options)
+	KAGGLE_IMAGE_ENV=$(KAGGLE_IMAGE_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ##@ Housekeeping
 .PHONY: help clean FORCE

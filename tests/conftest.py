@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -33,6 +35,17 @@ _MAKE_ENV = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT"
 def pytest_configure(config):
     for name in _MAKE_ENV:
         os.environ.pop(name, None)
+    # The suite's hundreds of processes compile the same few models on the same sample shapes: JAX's
+    # persistent cache compiles each once (a training stage on the sample: ~20 s -> ~12 s). One
+    # folder per pytest process (each xdist worker has its own); a size limit makes JAX lock each
+    # entry (filelock), so that a test's concurrent makes never read an entry half-written.
+    config._xla_cache = tempfile.mkdtemp(prefix="xla-cache-")
+    os.environ |= {"JAX_COMPILATION_CACHE_DIR": config._xla_cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                   "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30)}
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_xla_cache", ""), ignore_errors=True)
 
 
 def tiny_competition_zip(train_rows: int = 3, test_rows: int = 2) -> bytes:
@@ -92,20 +105,23 @@ def kaggle_env(fake_kaggle) -> dict:
     return env
 
 
-_MEASURED = pytest.StashKey[list]()
+_MEASURED: list[str] = []
 
 
 @pytest.fixture
 def measured(request):
     """measured("kill points tried: 21 ..."): a line printed in the run's summary, also when the
-    test passes (pytest shows a passing test's own output only with -s)."""
-    lines = request.config.stash.setdefault(_MEASURED, [])
-    return lines.append
+    test passes (pytest shows a passing test's own output only with -s). The line travels in the
+    test's report, so it reaches the summary from a pytest-xdist worker too."""
+    return lambda line: request.node.user_properties.append(("measured", line))
+
+
+def pytest_runtest_logreport(report):
+    _MEASURED.extend(value for key, value in report.user_properties if key == "measured" and report.when == "call")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    lines = config.stash.get(_MEASURED, [])
-    if lines:
+    if _MEASURED:
         terminalreporter.section("measured")
-        for line in lines:
+        for line in _MEASURED:
             terminalreporter.write_line(line)

@@ -51,10 +51,16 @@ def predict(root, name: str) -> np.ndarray:
     return csvcheck.read_submission(root / f"submissions/submission-{name}.csv", n_expected=1000)
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_trains_resumes_and_predicts_like_float32(project, precision):
+@pytest.fixture(scope="module")
+def reference(project):
+    """The float32 run both precisions are held to, and its test labels."""
     prepare(project, "mlp-float32", "float32")
-    reference = train(project, "mlp-float32")
+    return train(project, "mlp-float32"), predict(project, "mlp-float32")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_resumes_and_predicts_like_float32(project, reference, precision):
+    reference, reference_labels = reference
     name = f"mlp-{precision}"
     prepare(project, name, precision)
     mixed = train(project, name)
@@ -77,5 +83,5 @@ def test_mixed_precision_trains_resumes_and_predicts_like_float32(project, preci
 
     # The same labels as float32, within noise: 500 validation rows, 1,000 test rows.
     assert abs(mixed["val_accuracy"] - reference["val_accuracy"]) < 0.03, (mixed["val_accuracy"], reference["val_accuracy"])
-    agree = (predict(project, name) == predict(project, "mlp-float32")).mean()
+    agree = (predict(project, name) == reference_labels).mean()
     assert agree > 0.95, agree
