@@ -82,6 +82,7 @@ def test_make_bench_times_the_pipeline_against_the_baseline(tmp_path):
     assert base["parameters"] == pipe["parameters"] == 28_506
     for row in (base, pipe):
         assert 0 < row["fit_seconds"] < row["process_seconds"] and row["peak_mib"] > 100
+        assert 0 < row["cores_used"] <= os.cpu_count() + 0.5 and 0 <= row["host_steal"] < 1
         assert 0 < row["val_accuracy"] <= 1
         assert row["fit_x_baseline"] == pytest.approx(row["fit_seconds"] / base["fit_seconds"], abs=1e-3)
         if row["seconds_to_target"] is not None:
@@ -108,3 +109,14 @@ def test_make_bench_times_the_pipeline_against_the_baseline(tmp_path):
     assert "BATCH_SIZE=" in error_line(run([*make, "BATCH_SIZE=64"], cwd=root))
     assert "data.val_fraction" in error_line(run([*make, "PARAMS=data.val_fraction=0.2"], cwd=root))
     assert (root / "bench/results.json").read_bytes() == before
+
+
+def test_the_hosts_steal_share_is_its_part_of_the_machines_cpu_time():
+    from pipeline.speed import bench
+
+    before = [100, 0, 10, 50, 0, 0, 0, 40]
+    after = [160, 0, 20, 70, 0, 0, 0, 90]  # 140 ticks in all, 50 of them stolen
+    assert bench.steal_share(before, after) == pytest.approx(50 / 140)
+    assert bench.steal_share(None, after) is None and bench.steal_share(after, after) is None
+    ticks = bench.machine_ticks()
+    assert ticks is None or (len(ticks) == 8 and all(t >= 0 for t in ticks))

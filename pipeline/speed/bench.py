@@ -36,21 +36,51 @@ DEFAULT_MODELS = ("conv_gru", "mlp", "lstm", "cnn")
 TARGET = 0.987  # the study's best figure (98.72%), rounded down
 
 
+def machine_ticks() -> list[int] | None:
+    """The machine's CPU time so far, by state (/proc/stat's first line: user, nice, system, idle,
+    iowait, irq, softirq, steal), or None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of the machine's CPU time the hypervisor gave to others between two readings: on a
+    VM, the reason a timing can run slow while nothing else runs here."""
+    if not before or not after or sum(after) <= sum(before):
+        return None
+    return (after[7] - before[7]) / (sum(after) - sum(before))
+
+
 def run_child(cmd: list[str], env: dict, log_stem: Path) -> dict:
     """Run one child process, its stdout and stderr to <log_stem>.stdout/.stderr; returns its exit
-    code, wall seconds and peak resident memory (MiB), from os.wait4's rusage of that child alone."""
+    code, wall seconds, CPU seconds and peak resident memory (MiB), from os.wait4's rusage of that
+    child alone, and the host's steal share over its run."""
     out_path, err_path = log_stem.with_suffix(".stdout"), log_stem.with_suffix(".stderr")
     with open(out_path, "w") as out, open(err_path, "w") as err:
+        ticks = machine_ticks()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=config.ROOT, env=env, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        steal = steal_share(ticks, machine_ticks())
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         lines = [l for l in err_path.read_text(errors="replace").splitlines() if l.strip()]
         last = lines[-1].strip() if lines else f"exit status {proc.returncode}"
         raise PipelineError(f"`{' '.join(cmd[1:3])}` failed: {last[:300]} (log: {err_path})")
-    return {"seconds": wall, "peak_mib": usage.ru_maxrss / 1024, "stdout": out_path}  # ru_maxrss: KiB on Linux
+    return {"seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime, "steal": steal,
+            "peak_mib": usage.ru_maxrss / 1024, "stdout": out_path}  # ru_maxrss: KiB on Linux
+
+
+def load(*children: dict) -> dict:
+    """How much CPU the children got: cores used on average, and the host's steal share."""
+    wall = sum(c["seconds"] for c in children)
+    steals = [(c["steal"], c["seconds"]) for c in children if c["steal"] is not None]
+    return {"cores_used": round(sum(c["cpu_seconds"] for c in children) / wall, 2),
+            "host_steal": round(sum(s * t for s, t in steals) / sum(t for _, t in steals), 3) if steals else None}
 
 
 def seconds_to_target(elapsed: list[float], accuracies: list[float], target: float) -> float | None:
@@ -99,6 +129,7 @@ def run_baseline(run_dir: Path, epochs: int, target: float) -> dict:
         "val_accuracy": timings["val_accuracy"],
         "process_seconds": round(child["seconds"], 2),
         "peak_mib": round(child["peak_mib"]),
+        **load(child),
         "load_seconds": round(timings["load_seconds"], 2),
         "predict_seconds": round(timings["predict_seconds"], 2),
         "val_accuracy_per_epoch": [e["val_accuracy"] for e in timings["epochs"]],
@@ -129,6 +160,7 @@ def run_pipeline(model: str, backend: str, run_dir: Path, overrides: list[str], 
         "val_accuracy": m["val_accuracy"],
         "process_seconds": round(params["seconds"] + train["seconds"], 2),
         "peak_mib": round(max(params["peak_mib"], train["peak_mib"])),
+        **load(params, train),
         "learning_rate": p["learning_rate"],
         "val_accuracy_per_epoch": [h["val_accuracy"] for h in m["history"]],
         "epoch_elapsed_seconds": [round(t, 2) for t in cumulative],
@@ -172,15 +204,16 @@ def add_ratios(rows: list[dict]) -> None:
 
 def markdown(rows: list[dict], target: float) -> str:
     head = ["run", "backend", "batch", "epochs", "s/epoch", "fit s (x baseline fit)",
-            f"s to {target:.1%} (x baseline fit)", "val. acc.", "process s", "peak MiB"]
+            f"s to {target:.1%} (x baseline fit)", "val. acc.", "process s", "peak MiB", "cores used", "host steal"]
     body = []
     for r in rows:
         t = r["seconds_to_target"]
         body.append([r["name"], r["backend"], str(r["batch_size"]), str(r["epochs"]), f"{r['seconds_per_epoch']:.2f}",
                      f"{r['fit_seconds']:.1f} ({r['fit_x_baseline']:.2f}x)",
                      "never" if t is None else f"{t:.1f} ({r['to_target_x_baseline']:.2f}x)",
-                     f"{r['val_accuracy']:.2%}", f"{r['process_seconds']:.1f}", f"{r['peak_mib']:,}"])
-    right = {2, 3, 4, 5, 6, 7, 8, 9}
+                     f"{r['val_accuracy']:.2%}", f"{r['process_seconds']:.1f}", f"{r['peak_mib']:,}",
+                     f"{r['cores_used']:.2f}", "-" if r["host_steal"] is None else f"{r['host_steal']:.0%}"])
+    right = set(range(2, len(head)))
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i in right else ":---" for i in range(len(head))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     notes = [
@@ -193,6 +226,9 @@ def markdown(rows: list[dict], target: float) -> str:
         "process s / peak MiB: whole child processes. Baseline: one process (read the CSVs, fit, predict the test "
         "rows, write the CSV). Pipeline: `pipeline.params` + `pipeline.modeling.train` (read the cached arrays of "
         "`make features`, fit, evaluate, save the model; no test prediction).",
+        f"cores used: the processes' CPU seconds over their wall seconds (this machine: {os.cpu_count()} cores). "
+        "host steal: the share of the machine's CPU time that the hypervisor gave to other guests meanwhile "
+        "(/proc/stat); above a few percent, that run's times are slow for a reason outside it.",
     ]
     return "\n".join(lines + notes) + "\n"
 
@@ -297,7 +333,8 @@ def _report(row: dict) -> None:
     t = row["seconds_to_target"]
     print(f"  fit {row['fit_seconds']:.1f} s ({row['seconds_per_epoch']:.2f} s/epoch), val {row['val_accuracy']:.2%}, "
           f"target {'never' if t is None else f'{t:.1f} s'}, process {row['process_seconds']:.1f} s, "
-          f"peak {row['peak_mib']:,} MiB", flush=True)
+          f"peak {row['peak_mib']:,} MiB, {row['cores_used']:.2f} cores used"
+          + ("" if row["host_steal"] is None else f", host steal {row['host_steal']:.0%}"), flush=True)
 
 
 if __name__ == "__main__":
