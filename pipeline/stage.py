@@ -65,7 +65,8 @@ def _make_process() -> tuple[str, str]:
     return shlex.join(sys.argv), f"{os.getpid()}-{time.time():.0f}"
 
 
-def _make_command() -> str:
+def make_command() -> str:
+    """The `make ...` command line this process runs under (its own command line outside make)."""
     return _make_process()[0]
 
 
@@ -103,7 +104,7 @@ def lock(path: Path, exclusive: bool, wait: bool) -> tuple[int, bool]:
         fcntl.flock(fd, mode)
         waited = True
     # Who holds it, for the next run's waiting line (readers share a lock: the last one to come says).
-    info = {"pid": os.getpid(), "command": _make_command(), "since": time.time(),
+    info = {"pid": os.getpid(), "command": make_command(), "since": time.time(),
             "doing": "writing" if exclusive else "reading"}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)

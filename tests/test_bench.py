@@ -89,6 +89,7 @@ def test_make_bench_times_the_pipeline_against_the_baseline(tmp_path):
             assert row["to_target_x_baseline"] == pytest.approx(row["seconds_to_target"] / base["fit_seconds"], abs=1e-3)
     assert base["fit_x_baseline"] == 1
     assert results["epochs_cap"] == 1 and results["overrides"] == ["train.conv_gru.batch_size=64"]
+    assert results["make_command"].split()[:3] == ["make", f"VENV={venv_dir()}", "bench"] and results["machine"]["cpu"]
 
     # The pipeline run is a models/<model>-like folder written by the train CLI from its own params.json.
     run_dir = root / "bench/runs/conv_gru-jax"

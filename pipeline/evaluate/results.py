@@ -127,6 +127,19 @@ def latest(outs: list[Path], rel: str) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime) if found else outs[0] / rel
 
 
+def bench_run(path: Path) -> str:
+    """The bench's command, date, wall time and machine, from its results.json."""
+    if not path.is_file():
+        return ""
+    bench = json.loads(path.read_text(encoding="utf-8"))
+    machine = bench.get("machine", {})
+    command = bench.get("make_command") or "python -m " + " ".join(bench["command"])
+    when = bench.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+    cpu = f", {machine['cpu']}" if machine.get("cpu") else ""
+    return (f" Run: `{command}`, {when[:10]}, {bench['wall_seconds'] / 60:.1f} min wall, "
+            f"{machine.get('cpus', '?')} cores{cpu}.")
+
+
 def document(outs: list[Path]) -> str:
     table, rows = submissions_table(outs)
     if not rows:
@@ -150,7 +163,8 @@ def document(outs: list[Path]) -> str:
         + section("Side by side (`make compare`)", latest(outs, "reports/compare.md"),
                   "McNemar's exact test of each CV run against the best on the same rows.") \
         + section("Speed (`make bench`)", latest(outs, "bench/results.md"),
-                  "The pipeline's training against a plain Keras notebook of the study's model, same machine, same run.")
+                  "The pipeline's training against a plain Keras notebook of the study's model, same machine, same run."
+                  + bench_run(latest(outs, "bench/results.json")))
 
 
 def update_readme(table: str, readme: Path = README) -> bool:

@@ -25,7 +25,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from pipeline import config
+from pipeline import config, provenance, stage
 from pipeline.errors import PipelineError, cli
 from pipeline.files import read_json, write_json, write_text
 
@@ -305,7 +305,7 @@ def main(argv=None):
         for b in backends or [p["backend"]]:
             plan.append((m, b, [*args.overrides, *extra]))
     runs = config.BENCH_DIR / "runs"
-    started = time.time()
+    started, make_command = time.time(), stage.make_command()
 
     base_epochs = min(BASELINE_EPOCHS, cap) if cap is not None else BASELINE_EPOCHS
     print(f"bench: {BASELINE_NAME}, {base_epochs} epochs ...", flush=True)
@@ -322,8 +322,10 @@ def main(argv=None):
         "command": ["pipeline.speed.bench", *(sys.argv[1:] if argv is None else argv)],
         "target_accuracy": args.target, "epochs_cap": cap, "overrides": args.overrides,
         "ratios": "fit_x_baseline and to_target_x_baseline divide by the baseline's fit_seconds",
+        "make_command": make_command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "rows": rows, "wall_seconds": round(time.time() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), **versions()},
+        "machine": {"cpus": os.cpu_count(), "cpu": provenance.cpu_model(), "platform": platform.platform(), **versions()},
     })
     write_text(config.BENCH_DIR / "results.md", table)
     print(table)
