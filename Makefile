@@ -215,10 +215,12 @@ KAGGLE_IMAGE_PYTHON ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.py
 KAGGLE_IMAGE_ENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/digit-recognizer-pipeline/kaggle-image-$(shell \
 	sha256sum $(KAGGLE_IMAGE_LIST) 2>/dev/null | cut -c1-12)
 
-$(KAGGLE_IMAGE_ENV)/.installed: $(KAGGLE_IMAGE_LIST)
+# Order-only: the folder's name holds the list's hash, so a changed list is a new folder, and a fresh
+# clone's newer file times do not rebuild an environment that is already there.
+$(KAGGLE_IMAGE_ENV)/.installed: | $(KAGGLE_IMAGE_LIST)
 	$(if $(KAGGLE_IMAGE_PYTHON),,$(error no Python 3.12 found for the Kaggle image stand-in: pass KAGGLE_IMAGE_PYTHON=<python3.12>))
 	rm -rf $(@D) && $(KAGGLE_IMAGE_PYTHON) -m venv $(@D)
-	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $(KAGGLE_IMAGE_LIST)
 	touch $@
 
 kaggle-image: $(KAGGLE_IMAGE_ENV)/.installed ## Build the stand-in for Kaggle's notebook image (its package versions) for the tests

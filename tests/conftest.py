@@ -44,6 +44,17 @@ def pytest_configure(config):
                    "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30)}
 
 
+# The longest files first, so that under pytest-xdist (a file per worker) the kill test does not
+# start last and run alone while the other core idles (the order of the durations `make test` prints).
+_HEAVIEST_FIRST = ("test_crash.py", "test_state.py", "test_end_to_end.py", "test_ensemble.py", "test_cv.py",
+                   "test_make_graph.py", "test_kernel.py", "test_precision.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(_HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(getattr(config, "_xla_cache", ""), ignore_errors=True)
 
