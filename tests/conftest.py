@@ -32,6 +32,9 @@ _CLEARED_ENV = (
 _MAKE_ENV = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
 
 
+_XLA_CACHE = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
     for name in _MAKE_ENV:
         os.environ.pop(name, None)
@@ -39,13 +42,13 @@ def pytest_configure(config):
     # persistent cache compiles each once (a training stage on the sample: ~20 s -> ~12 s). One
     # folder per pytest process (each xdist worker has its own); a size limit makes JAX lock each
     # entry (filelock), so that a test's concurrent makes never read an entry half-written.
-    config._xla_cache = tempfile.mkdtemp(prefix="xla-cache-")
-    os.environ |= {"JAX_COMPILATION_CACHE_DIR": config._xla_cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    config.stash[_XLA_CACHE] = tempfile.mkdtemp(prefix="xla-cache-")
+    os.environ |= {"JAX_COMPILATION_CACHE_DIR": config.stash[_XLA_CACHE], "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                    "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30)}
 
 
-# The longest files first, so that under pytest-xdist (a file per worker) the kill test does not
-# start last and run alone while the other core idles (the order of the durations `make test` prints).
+# The longest files first (by the durations `make test` prints): with a file per xdist worker, a long
+# file that starts last can leave the other core idle at the end.
 _HEAVIEST_FIRST = ("test_crash.py", "test_state.py", "test_end_to_end.py", "test_ensemble.py", "test_cv.py",
                    "test_make_graph.py", "test_kernel.py", "test_precision.py")
 
@@ -56,7 +59,8 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(getattr(config, "_xla_cache", ""), ignore_errors=True)
+    if _XLA_CACHE in config.stash:
+        shutil.rmtree(config.stash[_XLA_CACHE], ignore_errors=True)
 
 
 def tiny_competition_zip(train_rows: int = 3, test_rows: int = 2) -> bytes:
@@ -121,7 +125,7 @@ _MEASURED: list[str] = []
 
 @pytest.fixture
 def measured(request):
-    """measured("kill points tried: 21 ..."): a line printed in the run's summary, also when the
+    """measured("kill points tried: 14 ..."): a line printed in the run's summary, also when the
     test passes (pytest shows a passing test's own output only with -s). The line travels in the
     test's report, so it reaches the summary from a pytest-xdist worker too."""
     return lambda line: request.node.user_properties.append(("measured", line))

@@ -71,7 +71,7 @@ def test_editing_predict_remakes_the_submission_and_nothing_before_it(project):
     ("pipeline/csvcheck.py", "pipeline.dataset"),
 ])
 def test_every_module_a_stage_imports_is_a_prerequisite(project, module, stage):
-    time.sleep(0.05)  # file times tick by the kernel's jiffy: newer than the previous test's `make -t` touch
+    time.sleep(0.05)  # strictly newer than the previous test's `make -t` touch (Make takes equal times as up to date)
     os.utime(project / module)
     out = make(project, "-n", "submission", "EPOCHS=1").stdout
     assert f"-m {stage}" in out, out

@@ -60,7 +60,7 @@ def reference(project):
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_resumes_and_predicts_like_float32(project, reference, precision):
-    reference, reference_labels = reference
+    reference_metrics, reference_labels = reference
     name = f"mlp-{precision}"
     prepare(project, name, precision)
     mixed = train(project, name)
@@ -82,6 +82,6 @@ def test_mixed_precision_trains_resumes_and_predicts_like_float32(project, refer
         np.testing.assert_array_equal(a, b)
 
     # The same labels as float32, within noise: 500 validation rows, 1,000 test rows.
-    assert abs(mixed["val_accuracy"] - reference["val_accuracy"]) < 0.03, (mixed["val_accuracy"], reference["val_accuracy"])
+    assert abs(mixed["val_accuracy"] - reference_metrics["val_accuracy"]) < 0.03, (mixed["val_accuracy"], reference_metrics["val_accuracy"])
     agree = (predict(project, name) == reference_labels).mean()
     assert agree > 0.95, agree

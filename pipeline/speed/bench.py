@@ -228,7 +228,7 @@ def markdown(rows: list[dict], target: float) -> str:
         "`make features`, fit, evaluate, save the model; no test prediction).",
         f"cores used: the processes' CPU seconds over their wall seconds (this machine: {os.cpu_count()} cores). "
         "host steal: the share of the machine's CPU time that the hypervisor gave to other guests meanwhile "
-        "(/proc/stat); above a few percent, that run's times are slow for a reason outside it.",
+        "(/proc/stat): a high share means the run waited for the host.",
     ]
     return "\n".join(lines + notes) + "\n"
 
