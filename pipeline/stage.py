@@ -48,9 +48,10 @@ def lock_file(target: Path) -> Path:
 
 def _make_process() -> tuple[str, str]:
     """(the `make ...` command line this stage runs under, an id of that make run: its pid and start
-    time), from the nearest make above us; this process's own when there is none."""
-    pid = os.getppid()
-    for _ in range(4):
+    time), from the user's make: the top of the makes above us (MAKELEVEL of them; `make cv` trains
+    its folds in a make of its own); this process's own when there is none."""
+    pid, makes, found = os.getppid(), int(os.environ.get("MAKELEVEL") or 1), None
+    for _ in range(4 * makes):
         try:
             words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -60,9 +61,11 @@ def _make_process() -> tuple[str, str]:
         if words and Path(words[0]).name in ("make", "gmake"):
             # Never a secret given on the command line (KAGGLE_KEY=...): these lines are printed and saved.
             shown = [re.sub(r"^([^=]*(KEY|TOKEN|SECRET|PASSWORD)[^=]*=).+", r"\1***", w, flags=re.I) for w in words[1:]]
-            return shlex.join(["make", *shown]), f"{pid}-{stat[19]}"  # field 22 of stat: its start time
+            found, makes = (shlex.join(["make", *shown]), f"{pid}-{stat[19]}"), makes - 1  # stat's field 22: start time
+            if makes == 0:
+                break
         pid = int(stat[1])  # the parent's parent
-    return shlex.join(sys.argv), f"{os.getpid()}-{time.time():.0f}"
+    return found or (shlex.join(sys.argv), f"{os.getpid()}-{time.time():.0f}")
 
 
 def make_command() -> str:

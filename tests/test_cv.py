@@ -2,6 +2,7 @@
 saved artifacts, not from the code's intent."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -56,6 +57,25 @@ def test_no_fold_model_trained_on_its_held_out_rows(project):
         assert len(rows["train"]) + len(rows["held_out"]) == 5000
         metrics = json.loads((root / f"models/mlp/cv/fold-{k}/metrics.json").read_text())
         assert metrics["train_rows"] == len(rows["train"])
+
+
+def test_folds_train_side_by_side_under_the_users_command(project):
+    """The fold make runs a JAX model's folds two at a time on two cores, and each fold still records
+    the command the user typed, not the fold make's."""
+    root, _ = project
+    runs = [json.loads((root / f"models/mlp/cv/fold-{k}/metrics.json").read_text())["run"] for k in (1, 2)]
+    for r in runs:
+        assert "submission" in r["command"] and "cv-folds" not in r["command"], r["command"]
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the folds run one at a time")
+    started = max(r["started"] for r in runs)  # ISO 8601 UTC, so strings compare as times
+    assert started < min(r["finished"] for r in runs), runs  # the two intervals overlap
+
+
+def test_an_up_to_date_cv_runs_no_stage(project):
+    root, _ = project
+    out = make(root, "cv", *FAST)
+    assert "pipeline.modeling" not in out, out  # neither a fold nor the assembly
 
 
 def test_the_printed_oof_accuracy_is_the_saved_predictions_accuracy(project):

@@ -69,7 +69,7 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
         where = out / f"member-{i}" if model == "ensemble" else out
         trained, history, _ = fit(x[train], y[train], mp, work_dir_for(where, mp, train), x[held], y[held],
                                   log_dir=config.LOGS_DIR / model / "cv" / where.relative_to(config.cv_dir(model)),
-                                  verbose=verbose)
+                                  verbose=verbose, label=f"fold {k}{f' member {i}' if len(members) > 1 else ''}: ")
         with atomic_path(where / "model.keras", suffix=".keras") as tmp:
             trained.save(tmp)
         histories.append(history)
