@@ -14,7 +14,7 @@ Make passes the rule's target and, in STAGE_DEPS, its prerequisites. This module
 3. otherwise prints the command, as Make would, and runs MODULE in this process (so the locks die
    with it), exiting with its status.
 
-Locks are per target: `make -j2 cv` trains two folds side by side. Standard library only.
+Locks are per target: `make cv` trains two folds side by side. Standard library only.
 """
 
 from __future__ import annotations

@@ -30,3 +30,17 @@ def test_the_committed_table_is_xlas_count_now():
     for key, value in table.items():
         model, options = key.split(" ", 1)
         assert flops.count(model, options) == pytest.approx(value, rel=1e-6), key
+
+
+@pytest.mark.parametrize("notebook", [False, True])
+def test_jax_compiles_into_the_output_roots_cache_outside_a_notebook(tmp_path, notebook):
+    env = {k: v for k, v in JAX.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env |= {"PIPELINE_OUT": str(tmp_path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    if notebook:
+        env["KAGGLE_KERNEL_RUN_TYPE"] = "Batch"
+    code = ("from pipeline.modeling import backend; backend.init(0, 'jax'); import jax, jax.numpy as jnp; "
+            "print(jax.jit(lambda a: (a @ a).sum())(jnp.ones((64, 64))))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and float(proc.stdout) == 64 ** 3, proc.stderr[-2000:]
+    entries = list((tmp_path / ".make/xla-cache").glob("*-cache"))
+    assert (not entries) if notebook else entries  # the notebook's output root is its downloaded output
