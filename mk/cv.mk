@@ -13,12 +13,12 @@ N_FOLDS := $(shell $(PARAMS_CLI) --get cv.folds $(OVERRIDES) 2>/dev/null)
 
 cv: $(MODELS)/$(MODEL)/cv/metrics.json ## k-fold CV of MODEL: OOF accuracy with its interval (FOLDS=, CV=1 for its submission, CV_JOBS=)
 
-# Folds trained side by side (CV_JOBS=N sets it for every model). A JAX fold of the seed model, the
-# LSTM or the MLP keeps ~1.3 of this machine's 2 cores busy (its steps are too small to spread), so
-# two at a time take little longer than one: six-epoch conv_gru folds, two side by side in 53 s
-# against 52 s for one alone. The CNN's fold fills both cores (two side by side: ~41 s an epoch each
-# against ~20 s alone), and so do an ensemble's CNN members: one at a time. With a GPU, one at a time
-# too: each JAX process would claim most of its memory. One fold per core is measured here on 2 cores only.
+# Folds trained side by side (CV_JOBS=N sets it for every model). A JAX fold of the seed model keeps
+# only 1.1-1.25 of this machine's 2 cores busy (its steps are too small to spread; the LSTM and the MLP
+# 1.4-1.5 in make bench): two 40-epoch conv_gru folds side by side take 165-170 s, one alone 119 s. The CNN's fold fills both
+# cores (two side by side: 41 s an epoch each against ~20 s alone), and so do an ensemble's CNN members:
+# one at a time. With a GPU, one at a time too: each JAX process would claim most of its memory.
+# One fold per core is measured here on 2 cores only (docs/speed.md).
 CV_JOBS ?=
 cv_jobs = $(or $(CV_JOBS),$(if $(wildcard /proc/driver/nvidia/gpus/*)$(filter cnn ensemble,$(1)),1,$(shell nproc)))
 # A make run with -j already shares its job slots with the fold make; one without gets cv_jobs of them.
