@@ -8,6 +8,9 @@
 # finished fold is never retrained, a killed one resumes. Changing predict.tta re-predicts without
 # retraining.
 CV_MODELS := conv_gru lstm mlp cnn ensemble
+
+# $@.tmp becomes $@ only when the two differ, so that what depends on $@ reruns only for a change.
+MOVE_IF_CHANGED = if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
 N_FOLDS := $(shell $(PARAMS_CLI) --get cv.folds $(OVERRIDES) 2>/dev/null)
 .PHONY: cv
 
@@ -15,9 +18,9 @@ cv: $(MODELS)/$(MODEL)/cv/metrics.json ## k-fold CV of MODEL: OOF accuracy with 
 
 # Folds trained side by side (CV_JOBS=N sets it for every model). A JAX fold of the seed model keeps
 # only 1.1-1.25 of this machine's 2 cores busy (its steps are too small to spread; the LSTM and the MLP
-# 1.4-1.5 in make bench): two 40-epoch conv_gru folds side by side take 165-170 s, one alone 119 s. The CNN's fold fills both
-# cores (two side by side: 41 s an epoch each against ~20 s alone), and so do an ensemble's CNN members:
-# one at a time. With a GPU, one at a time too: each JAX process would claim most of its memory.
+# 1.4-1.5 in make bench): two 40-epoch conv_gru folds side by side train in 162-170 s each, one alone in
+# 119 s. The CNN's fold fills both cores (two side by side: 41 s an epoch each against ~20 s alone), and so
+# do an ensemble's CNN members: one at a time. With a GPU, one at a time too: each JAX process would claim most of its memory.
 # One fold per core is measured here on 2 cores only (docs/speed.md).
 CV_JOBS ?=
 cv_jobs = $(or $(CV_JOBS),$(if $(wildcard /proc/driver/nvidia/gpus/*)$(filter cnn ensemble,$(1)),1,$(shell nproc)))
@@ -40,7 +43,7 @@ cv-folds.$(1): $$(CV_FOLDS.$(1))
 	@:
 $(MODELS)/$(1)/cv/folds.sha256: FORCE | $(VENV_OK)
 	+@$$(MAKE) --no-print-directory $$(call cv_jobs_flag,$(1)) cv-folds.$(1)
-	@sha256sum $$(CV_FOLDS.$(1)) > $$@.tmp && if cmp -s $$@.tmp $$@; then rm -f $$@.tmp; else mv -f $$@.tmp $$@; fi
+	@sha256sum $$(CV_FOLDS.$(1)) > $$@.tmp && $$(MOVE_IF_CHANGED)
 
 $(MODELS)/$(1)/cv/metrics.json: $(MODELS)/$(1)/cv/params.json $(MODELS)/$(1)/predict.json $(PROCESSED)/features.json \
 		$(MODELS)/$(1)/cv/folds.sha256 $(CODE.pipeline.modeling.cv)
@@ -54,8 +57,7 @@ $(foreach m,$(CV_MODELS),$(eval $(call cv_rules,$(m))))
 # $(call WRITE_IF_CHANGED,text): write text to $@ only when it differs, so that a changed list of
 # names (blend.models, COMPARE_MODELS) reruns what depends on it and an unchanged one does not.
 define WRITE_IF_CHANGED
-@mkdir -p $(@D) && printf '%s\n' '$(strip $(1))' > $@.tmp && \
-	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+@mkdir -p $(@D) && printf '%s\n' '$(strip $(1))' > $@.tmp && $(MOVE_IF_CHANGED)
 endef
 
 # --- blend: weights fitted on the members' out-of-fold predictions (pipeline/modeling/blend.py)

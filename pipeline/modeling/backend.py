@@ -58,16 +58,17 @@ def choose(p: dict) -> str:
 def compilation_cache() -> None:
     """JAX's persistent compilation cache in the output root's state folder: the folds of a CV run,
     its assembly and a rerun compile the same steps for the same shapes and find them compiled (a
-    seed-model fold's first epoch here: 12.0 s compiling, 5.6 s from the cache). Only with filelock: JAX then locks each entry, so folds
-    trained side by side never read one half-written. A JAX_COMPILATION_CACHE_DIR of the user's wins.
-    Not in a Kaggle notebook: its output root is the notebook's saved output, which `make kernel` downloads."""
+    seed-model fold's first epoch here: 12.0 s compiling, 5.6 s from the cache). Only with filelock:
+    with a size limit JAX locks each entry, so folds trained side by side never read one half-written.
+    A JAX_COMPILATION_CACHE_DIR of the user's wins. Not in a Kaggle notebook: its output root is the
+    notebook's saved output, which `make kernel` downloads."""
     if ("JAX_COMPILATION_CACHE_DIR" in os.environ or importlib.util.find_spec("filelock") is None
             or os.environ.get("KAGGLE_KERNEL_RUN_TYPE")):
         return
     from pipeline import config
 
-    os.environ |= {"JAX_COMPILATION_CACHE_DIR": str(config.STATE_DIR / "xla-cache"),
-                   "JAX_COMPILATION_CACHE_MAX_SIZE": os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))}
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(config.STATE_DIR / "xla-cache")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))  # a limit: what turns the locking on
 
 
 def init(seed: int | None = None, preferred: str = "jax") -> str:

@@ -4,7 +4,7 @@ The labelled rows are split into `cv.folds` stratified folds (`cv.seed`). Fold m
 the other folds for its full schedule and keeps its last epoch: nothing is chosen on its
 held-out fold, so the OOF accuracy over all rows is an honest estimate of one such model on new
 data. Each fold is its own Make target (models/<model>/cv/fold-<k>/metrics.json, k = 1..folds):
-resumable, never retrained once finished; mk/cv.mk trains a JAX model's folds two at a time.
+resumable, never retrained once finished; mk/cv.mk trains a JAX model's folds one per core at a time.
 
 `assemble` predicts each fold's held-out rows and the test set with its fold model (with
 test-time augmentation when `predict.tta`), and writes models/<model>/cv/:
