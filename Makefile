@@ -29,6 +29,7 @@ SEED ?=
 PARAMS ?=
 MEMBERS ?=
 FOLDS ?=
+TRIALS ?=
 FULL_DATA ?=
 KERNEL ?=
 # PRESET=<name>: a model and its parameters at once, from params.toml's [presets] (`make kernel PRESET=gpu`).
@@ -60,8 +61,9 @@ $(foreach v,$(CONFIG_VARS),$(eval $(v)))
 # packages are used: no venv, no pip (offline, and pip would swap its GPU builds for CPU wheels).
 ifeq ($(KAGGLE_KERNEL_RUN_TYPE),)
 VENV ?= .venv
-# JAX trains the seed model ~2x faster here than TensorFlow (README, "Speed"); EXTRAS=dev for TF alone.
-EXTRAS ?= jax,dev
+# JAX trains the seed model ~2x faster here than TensorFlow (README, "Speed"); EXTRAS=dev for TF alone;
+# search: Optuna, for `make search`.
+EXTRAS ?= jax,dev,search
 PY := $(VENV)/bin/python
 VENV_OK := $(VENV)/.installed
 # The venv holds the project's dependencies, not the project: every command runs from the checkout.
@@ -100,6 +102,7 @@ OVERRIDES := $(PRESET_OVERRIDES) $(PARAMS) \
 	$(if $(SEED),train.seed=$(SEED)) \
 	$(if $(MEMBERS),ensemble.members=$(MEMBERS)) \
 	$(if $(FOLDS),cv.folds=$(FOLDS)) \
+	$(if $(TRIALS),search.trials=$(TRIALS)) \
 	$(if $(FULL_DATA),train.full_data=true)
 
 # Bad parameters are refused before any stage runs.
@@ -200,7 +203,8 @@ endif
 tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhost:6006)
 	$(PY) -m tensorboard.main --logdir $(LOGS)
 
-# Cross-validation, blends and comparisons (mk/cv.mk), speed (mk/bench.mk), Kaggle notebooks (mk/kernel.mk).
+# Cross-validation, blends and comparisons (mk/cv.mk), settings searched (mk/search.mk), speed (mk/bench.mk),
+# Kaggle notebooks (mk/kernel.mk).
 include $(sort $(wildcard mk/*.mk))
 
 ##@ Quality

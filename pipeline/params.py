@@ -41,8 +41,12 @@ ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True
 CV_KEYS = {"folds": (int, 2, 50, True), "seed": (int, 0, 2**32 - 1, True)}
 PREDICT_KEYS = {"tta": (list, None, None, True)}  # the models that predict with test-time augmentation
 BLEND_KEYS = {"models": (list, None, None, True)}
-# The flat sections: [data], [ensemble], [cv], [predict], [blend].
-SECTIONS = {"data": DATA_KEYS, "ensemble": ENSEMBLE_KEYS, "cv": CV_KEYS, "predict": PREDICT_KEYS, "blend": BLEND_KEYS}
+# `make search`: the CV fold whose held-out rows score the trials, and how many trials the study holds.
+SEARCH_KEYS = {"fold": (int, 1, 50, True), "trials": (int, 1, 10_000, True)}
+# The flat sections: [data], [ensemble], [cv], [predict], [blend], [search] (whose [search.<model>]
+# tables, the search spaces, are checked by _check_search).
+SECTIONS = {"data": DATA_KEYS, "ensemble": ENSEMBLE_KEYS, "cv": CV_KEYS, "predict": PREDICT_KEYS, "blend": BLEND_KEYS,
+            "search": SEARCH_KEYS}
 
 
 def load(path: Path = config.PARAMS_FILE) -> dict:
@@ -170,12 +174,13 @@ def check(params: dict) -> dict:
     """Refuse unknown keys, wrong types and out-of-range values, naming the key."""
     from pipeline.modeling.models import MODELS
 
-    _check_presets(params)
     for section in params:
         if section not in (*SECTIONS, "train", "presets"):
             raise PipelineError(f"unknown parameter section '{section}' in params")
     for section, schema in SECTIONS.items():
-        _check_table(section, params.get(section, {}), schema)
+        flat = {k: v for k, v in params.get(section, {}).items() if section != "search" or not isinstance(v, dict)}
+        _check_table(section, flat, schema)
+    _check_search(params)
     if params["ensemble"]["model"] not in MODELS:
         raise PipelineError(f"parameter ensemble.model = {params['ensemble']['model']!r}: unknown model (known: {', '.join(MODELS)})")
     for name in params["predict"]["tta"]:
@@ -193,7 +198,63 @@ def check(params: dict) -> dict:
             if model not in MODELS:
                 raise PipelineError(f"unknown model section 'train.{model}' in params (known: {', '.join(MODELS)})")
             _check_table(f"train.{model}", table, section_keys(model))
+    _check_presets(params)  # last: an error in params itself is named as such, not as a preset's
     return params
+
+
+def _check_search(params: dict) -> None:
+    """Each [search.<model>] key is one of train.<model>'s, searched over {low, high} (with `log` or
+    `step`, as Optuna's suggest_int / suggest_float take them) or over {choices}, every value valid
+    for that key."""
+    from pipeline.modeling.models import MODELS
+
+    if params["search"]["fold"] > params["cv"]["folds"]:
+        raise PipelineError(f"parameter search.fold = {params['search']['fold']}: cv.folds is {params['cv']['folds']}")
+    for model, space in params["search"].items():
+        if not isinstance(space, dict):
+            continue
+        if model not in MODELS:
+            raise PipelineError(f"unknown model section 'search.{model}' in params (known: {', '.join(MODELS)})")
+        schema = section_keys(model)
+        for key, spec in space.items():
+            name = f"search.{model}.{key}"
+            if key not in schema:
+                raise PipelineError(f"unknown parameter '{name}': not a key of train.{model}")
+            kind = schema[key][0]
+            if not isinstance(spec, dict) or not (set(spec) == {"choices"} or {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}):
+                raise PipelineError(f"parameter {name}: expected {{low = ..., high = ...}} (with log = true or step = ...) "
+                                    f"or {{choices = [...]}}, got {spec!r}")
+            if "choices" in spec:
+                if not isinstance(spec["choices"], list) or not spec["choices"]:
+                    raise PipelineError(f"parameter {name}.choices: expected a non-empty list, got {spec['choices']!r}")
+                for value in spec["choices"]:
+                    _check_value(name, value, schema[key])
+                continue
+            if kind not in (int, float):
+                raise PipelineError(f"parameter {name}: train.{model}.{key} is not a number: give {{choices = [...]}}")
+            for bound in ("low", "high"):
+                _check_value(name, spec[bound], schema[key])
+            if not spec["low"] < spec["high"]:
+                raise PipelineError(f"parameter {name}: low ({spec['low']}) must be below high ({spec['high']})")
+            if not isinstance(spec.get("log", False), bool) or (spec.get("log") and "step" in spec):
+                raise PipelineError(f"parameter {name}: log must be true or false, and a log scale takes no step")
+
+
+def for_search(params: dict, model: str) -> dict:
+    """What `make search MODEL=<model>` reads: the model's training params without the single split's
+    settings, the folds, the fold that scores the trials, the number of trials and the space."""
+    if model not in params["search"] or not isinstance(params["search"][model], dict):
+        raise PipelineError(f"params.toml has no [search.{model}] table: the settings to search for {model}")
+    train = {k: v for k, v in for_model(params, model).items() if k not in ("data", "full_data")}
+    for key, spec in params["search"][model].items():  # trial 0 is the current settings: the space must hold them
+        value = train[key]
+        inside = value in spec["choices"] if "choices" in spec else (
+            spec["low"] <= value <= spec["high"] and ("step" not in spec or (value - spec["low"]) % spec["step"] == 0))
+        if not inside:
+            raise PipelineError(f"parameter search.{model}.{key}: the current train.{model}.{key} = {value!r} is outside "
+                                f"its space {spec}; the study's trial 0 is the current settings, so the space must hold them")
+    return {"model": model, "train": train, "cv": params["cv"], "fold": params["search"]["fold"],
+            "trials": params["search"]["trials"], "space": params["search"][model]}
 
 
 def for_model(params: dict, model: str) -> dict:
@@ -239,6 +300,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="write this model's resolved training params to --out")
     ap.add_argument("--cv", action="store_true", help="with --model: the params of its cross-validation folds")
+    ap.add_argument("--search", action="store_true", help="with --model: the params of its `make search` study")
     ap.add_argument("--predict", action="store_true", help="with --model: write its prediction params to --out")
     ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
     ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
@@ -268,6 +330,8 @@ def main(argv=None):
         resolved = {"tta": args.model in params["predict"]["tta"]}
     elif args.cv:
         resolved = for_cv(params, args.model)
+    elif args.search:
+        resolved = for_search(params, args.model)
     elif args.model == "ensemble":
         resolved = for_ensemble(params)
     else:

@@ -98,11 +98,13 @@ def _resume_point(work_dir: Path) -> tuple[list[dict], list, Path | None]:
     return saved["history"], saved["rng"], work_dir / f"epoch-{len(saved['history'])}.keras"
 
 
-def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, verbose=2, label=""):
+def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, verbose=2, label="", on_epoch=None):
     """Train `p["model"]` for p["epochs"] epochs; returns (model after its last epoch, history rows,
     replicas). Arrays in, model out. After every epoch the model is checkpointed in work_dir, then
     state.json names that epoch; a rerun with the same work_dir continues from there. `label`
-    starts each progress line (CV folds trained side by side print between each other's lines)."""
+    starts each progress line (CV folds trained side by side print between each other's lines).
+    `on_epoch(row)` is called with each finished epoch's history row, after its checkpoint: `make
+    search` reports it to Optuna there, and stops a pruned trial by raising."""
     import keras
 
     from pipeline.modeling import backend, distribute
@@ -148,6 +150,8 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
         rng = [np.asarray(v).tolist() for v in _rng_variables(model)]
         write_json(work_dir / "state.json", {"history": history, "rng": rng})  # a resume now starts here
         (work_dir / f"epoch-{epoch}.keras").unlink(missing_ok=True)
+        if on_epoch is not None:
+            on_epoch(history[-1])
     return model, history, replicas
 
 
