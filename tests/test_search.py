@@ -2,8 +2,11 @@
 sample; each claim checked from what it wrote (its trials' saved predictions), not from the code's intent."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -112,6 +115,55 @@ def test_a_pruned_trial_stops_at_its_first_report_and_leaves_nothing_behind(tmp_
     assert result["state"] == "PRUNED" and result["epochs_run"] == 1
     assert list(result["steps"]) == ["20"] and 0 <= result["steps"]["20"] <= 1
     assert result["left"] == []  # no checkpoint of a trial that will never resume
+
+
+KILLED = """
+import json, os, signal, sys
+from pathlib import Path
+import numpy as np
+from pipeline.modeling import backend
+backend.init(0, "jax")
+from pipeline.modeling import search
+search.provenance.data_sha256 = lambda: "0" * 64
+search.HEARTBEAT_S, search.GRACE_S = 1, 2  # a killed trial is declared dead after 2 s, not 3 min
+if os.environ.get("KILL_AFTER_EPOCH"):  # SIGKILL right after that epoch's checkpoint, as a kill there would
+    step = search.progress_step
+    def progress_step(epoch, epochs):
+        if epoch + 1 == int(os.environ["KILL_AFTER_EPOCH"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return step(epoch, epochs)
+    search.progress_step = progress_step
+rng = np.random.default_rng(0)
+x, y = rng.random((60, 28, 28), dtype=np.float32), np.arange(60) % 10
+train = {"model": "mlp", "seed": 0, "distribute": "off", "epochs": 6, "batch_size": 16, "learning_rate": 0.002,
+         "augment": False, "elastic": 0.0, "backend": "jax", "backend_gpu": "jax", "precision": "float32"}
+sp = {"model": "mlp", "train": train, "cv": {"folds": 3, "seed": 42}, "fold": 1, "trials": 1,
+      "space": {"learning_rate": {"low": 0.001, "high": 0.01, "log": True}}}
+m = search.search(sp, x, y, Path(sys.argv[1]), verbose=2)
+print(json.dumps({"trials": m["trials"], "study": m["study"]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_trial_is_retried_from_its_last_epoch_to_the_same_result(tmp_path):
+    def child(out, **env):
+        return subprocess.run([sys.executable, "-c", KILLED, str(out)], cwd=REPO, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PIPELINE_OUT": str(tmp_path / "root"), **env})
+
+    killed = child(tmp_path / "a", KILL_AFTER_EPOCH="3")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    time.sleep(3)  # past the grace period: the trial's heartbeat has stopped
+    resumed = child(tmp_path / "a")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "trial 1: resuming mlp after epoch 3 of 6" in resumed.stdout
+    trials = json.loads(resumed.stdout.strip().splitlines()[-1])["trials"]
+    assert [(t["number"], t["state"]) for t in trials] == [(0, "fail"), (1, "complete")]
+    assert trials[1]["params"] == trials[0]["params"] == {"learning_rate": 0.002}  # trial 0 again: the current settings
+    whole = child(tmp_path / "b")  # the same study, never killed
+    assert whole.returncode == 0, whole.stderr
+    study = json.loads(whole.stdout.strip().splitlines()[-1])["study"]
+    proba = [np.load(tmp_path / d / "trials" / f"{study}-{n}.npz")["proba"] for d, n in (("a", 1), ("b", 0))]
+    np.testing.assert_allclose(proba[0], proba[1], atol=1e-6)  # the resumed trial ends where an unbroken one does
 
 
 def test_each_tenth_of_a_schedule_is_reported_once():

@@ -93,7 +93,7 @@ def objective(sp: dict, x, y, train_rows, held_rows, out: Path, verbose=2):
         start = time.perf_counter()
         try:
             model, _, _ = fit(x[train_rows], y[train_rows], p, work, x[held_rows], y[held_rows],
-                                    verbose=verbose, label=f"trial {trial.number}: ", on_epoch=report)
+                              verbose=verbose, label=f"trial {trial.number}: ", on_epoch=report)
             proba = predict_proba(model, x[held_rows])
         except optuna.TrialPruned:
             shutil.rmtree(work, ignore_errors=True)  # a pruned trial is not resumed
@@ -158,7 +158,11 @@ def search(sp: dict, x, y, out: Path, verbose=2) -> dict:
 
 def say(study, trial) -> None:
     settings = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-    result = f"{trial.value:.2%}" if trial.value is not None else trial.state.name.lower()
+    if trial.state.name == "PRUNED":
+        step = max(trial.intermediate_values, default=0)
+        result = f"pruned at {step}% of its schedule ({trial.intermediate_values.get(step, float('nan')):.2%})"
+    else:
+        result = f"{trial.value:.2%}" if trial.value is not None else trial.state.name.lower()
     try:
         best = f"best: trial {study.best_trial.number}, {study.best_value:.2%}"
     except ValueError:
@@ -169,11 +173,16 @@ def say(study, trial) -> None:
 def summarize(sp: dict, study, y_held: np.ndarray, out: Path) -> dict:
     import optuna
 
-    trials = [{"number": t.number, "state": t.state.name.lower(), "params": t.params, "accuracy": t.value,
+    complete_state = optuna.trial.TrialState.COMPLETE
+    # A pruned trial's value is its last report, not a final accuracy: kept apart, with where it stopped.
+    trials = [{"number": t.number, "state": t.state.name.lower(), "params": t.params,
+               "accuracy": t.value if t.state == complete_state else None,
+               "pruned_at": {"percent": max(t.intermediate_values), "accuracy": t.intermediate_values[max(t.intermediate_values)]}
+               if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values else None,
                "epochs_run": t.user_attrs.get("epochs_run"),
                "seconds": t.user_attrs.get("seconds")}
               for t in study.trials if t.state != optuna.trial.TrialState.WAITING]
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in study.trials if t.state == complete_state]
     if not complete:
         raise PipelineError(f"search {study.study_name}: no trial finished (see the lines above)")
     base_settings = {k: sp["train"][k] for k in sp["space"]}
@@ -206,11 +215,12 @@ def report(m: dict) -> str:
 
     keys = list(m["params"]["space"])
     rows = [{"trial": t["number"], **{k: t["params"].get(k) for k in keys}, "state": t["state"],
-             "held-out accuracy": f"{t['accuracy']:.2%}" if t["accuracy"] is not None else "",
+             "held-out accuracy": f"{t['accuracy']:.2%}" if t["accuracy"] is not None else (
+                 f"({t['pruned_at']['accuracy']:.2%} at {t['pruned_at']['percent']}%)" if t["pruned_at"] else ""),
              "epochs run": t["epochs_run"], "minutes": round(t["seconds"] / 60, 1) if t["seconds"] else ""}
             for t in m["trials"]]
     lines = [f"# Search: {m['model']} on fold {m['fold']} ({m['held_out_rows']:,} held-out rows), study {m['study']}", "",
-             pd.DataFrame(rows).to_markdown(index=False), ""]
+             pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"), ""]
     if m.get("p_value") is not None:
         lines.append(f"Best: trial {m['best']}, {m['best_accuracy']:.2%} against the current settings' (trial "
                      f"{m['baseline']}) {m['baseline_accuracy']:.2%}; McNemar on the same rows: {m['best_only']} / "
