@@ -220,6 +220,8 @@ def _check_search(params: dict) -> None:
             name = f"search.{model}.{key}"
             if key not in schema:
                 raise PipelineError(f"unknown parameter '{name}': not a key of train.{model}")
+            if key in ("backend", "backend_gpu"):
+                raise PipelineError(f"parameter {name}: a process has one Keras backend, so it cannot be searched")
             kind = schema[key][0]
             if not isinstance(spec, dict) or not (set(spec) == {"choices"} or {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}):
                 raise PipelineError(f"parameter {name}: expected {{low = ..., high = ...}} (with log = true or step = ...) "
@@ -249,7 +251,8 @@ def for_search(params: dict, model: str) -> dict:
     for key, spec in params["search"][model].items():  # trial 0 is the current settings: the space must hold them
         value = train[key]
         inside = value in spec["choices"] if "choices" in spec else (
-            spec["low"] <= value <= spec["high"] and ("step" not in spec or (value - spec["low"]) % spec["step"] == 0))
+            spec["low"] <= value <= spec["high"]
+            and ("step" not in spec or abs((value - spec["low"]) / spec["step"] - round((value - spec["low"]) / spec["step"])) < 1e-9))
         if not inside:
             raise PipelineError(f"parameter search.{model}.{key}: the current train.{model}.{key} = {value!r} is outside "
                                 f"its space {spec}; the study's trial 0 is the current settings, so the space must hold them")

@@ -183,7 +183,8 @@ def test_a_space_must_hold_the_current_settings_and_name_valid_values():
                            ({"epochs": {"low": 40, "high": 20}}, r"low \(40\) must be below high"),
                            ({"epochs": {"choices": [0, 30]}}, r"search\.mlp\.epochs = 0 is out of range"),
                            ({"augment": {"low": 0, "high": 1}}, r"not a number"),
-                           ({"width": {"choices": [8]}}, r"unknown parameter 'search\.mlp\.width'")):
+                           ({"width": {"choices": [8]}}, r"unknown parameter 'search\.mlp\.width'"),
+                           ({"backend": {"choices": ["jax", "tensorflow"]}}, r"one Keras backend")):
         params["search"]["mlp"] = space
         with pytest.raises(PipelineError, match=message):
             params_mod.check(params)
