@@ -81,8 +81,9 @@ def test_more_trials_continue_the_study_without_retraining_a_finished_one(projec
     assert "pipeline.modeling.search" not in make(root, "search", "TRIALS=4", *FAST)  # up to date: nothing runs
 
 
-PRUNED = """
-import json, sys
+# A study run in a child process (Keras's backend is fixed per process), on 60 random images, 40 to train on.
+CHILD = """
+import json, os, signal, sys
 from pathlib import Path
 import numpy as np, optuna
 from pipeline.modeling import backend
@@ -91,11 +92,13 @@ from pipeline.modeling import search
 search.provenance.data_sha256 = lambda: "0" * 64
 rng = np.random.default_rng(0)
 x, y = rng.random((60, 28, 28), dtype=np.float32), np.arange(60) % 10
-train = {"model": "mlp", "seed": 0, "distribute": "off", "epochs": 4, "batch_size": 16, "learning_rate": 0.002,
+train = {"model": "mlp", "seed": 0, "distribute": "off", "epochs": EPOCHS, "batch_size": 16, "learning_rate": 0.002,
          "augment": False, "elastic": 0.0, "backend": "jax", "backend_gpu": "jax", "precision": "float32"}
 sp = {"model": "mlp", "train": train, "cv": {"folds": 3, "seed": 42}, "fold": 1, "trials": 1,
       "space": {"learning_rate": {"low": 0.001, "high": 0.01, "log": True}}}
 out = Path(sys.argv[1])
+"""
+PRUNED = CHILD.replace("EPOCHS", "4") + """
 study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))
 study.optimize(search.objective(sp, x, y, np.arange(40), np.arange(40, 60), out, verbose=0), n_trials=1)
 t = study.trials[0]
@@ -117,14 +120,7 @@ def test_a_pruned_trial_stops_at_its_first_report_and_leaves_nothing_behind(tmp_
     assert result["left"] == []  # no checkpoint of a trial that will never resume
 
 
-KILLED = """
-import json, os, signal, sys
-from pathlib import Path
-import numpy as np
-from pipeline.modeling import backend
-backend.init(0, "jax")
-from pipeline.modeling import search
-search.provenance.data_sha256 = lambda: "0" * 64
+KILLED = CHILD.replace("EPOCHS", "6") + """
 search.HEARTBEAT_S, search.GRACE_S = 1, 2  # a killed trial is declared dead after 2 s, not 3 min
 if os.environ.get("KILL_AFTER_EPOCH"):  # SIGKILL right after that epoch's checkpoint, as a kill there would
     step = search.progress_step
@@ -133,13 +129,7 @@ if os.environ.get("KILL_AFTER_EPOCH"):  # SIGKILL right after that epoch's check
             os.kill(os.getpid(), signal.SIGKILL)
         return step(epoch, epochs)
     search.progress_step = progress_step
-rng = np.random.default_rng(0)
-x, y = rng.random((60, 28, 28), dtype=np.float32), np.arange(60) % 10
-train = {"model": "mlp", "seed": 0, "distribute": "off", "epochs": 6, "batch_size": 16, "learning_rate": 0.002,
-         "augment": False, "elastic": 0.0, "backend": "jax", "backend_gpu": "jax", "precision": "float32"}
-sp = {"model": "mlp", "train": train, "cv": {"folds": 3, "seed": 42}, "fold": 1, "trials": 1,
-      "space": {"learning_rate": {"low": 0.001, "high": 0.01, "log": True}}}
-m = search.search(sp, x, y, Path(sys.argv[1]), verbose=2)
+m = search.search(sp, x, y, out, verbose=2)
 print(json.dumps({"trials": m["trials"], "study": m["study"]}))
 """
 
