@@ -80,6 +80,18 @@ def run(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 60
     return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_make(root: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`make ARGS` in the project copy `root`, with this venv."""
+    return run(["make", f"VENV={venv_dir()}", *args], cwd=root, env=env, timeout=timeout)
+
+
+def make(root: Path, *args: str, env: dict | None = None) -> str:
+    """`make ARGS` that must succeed; its stdout."""
+    proc = run_make(root, *args, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
     return run([sys.executable, "-m", module, *args], cwd=cwd, env=env, timeout=timeout)
 

@@ -14,18 +14,12 @@ import pytest
 
 from pipeline import csvcheck
 from pipeline.kaggle.submit import upload_message
-from tests.helpers import copy_project, run, venv_dir
+from tests.helpers import copy_project, make, run
 
 pytestmark = pytest.mark.slow
 
 FOLDS = 3
 FAST = ["MODEL=mlp", "EPOCHS=2", f"FOLDS={FOLDS}"]
-
-
-def make(root, *args):
-    proc = run(["make", f"VENV={venv_dir()}", *args], cwd=root)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import copy_project, run, run_module, venv_dir
+from tests.helpers import copy_project, make, run, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -12,8 +12,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = copy_project(tmp_path_factory.mktemp("distribute"))
-    proc = run(["make", f"VENV={venv_dir()}", "features"], cwd=root)
-    assert proc.returncode == 0, proc.stderr
+    make(root, "features")
     return root
 
 

@@ -9,15 +9,9 @@ import time
 import pytest
 
 from pipeline import csvcheck
-from tests.helpers import copy_project, run, venv_dir
+from tests.helpers import copy_project, make, run
 
 pytestmark = pytest.mark.slow
-
-
-def make(root, *args, env=None):
-    proc = run(["make", f"VENV={venv_dir()}", *args], cwd=root, env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")

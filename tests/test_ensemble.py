@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 
 from pipeline.kaggle.submit import upload_message
-from tests.helpers import copy_project, run, venv_dir
+from tests.helpers import copy_project, make, run, venv_dir
 
 pytestmark = pytest.mark.slow
 
 FAST = ["PARAMS=ensemble.model=mlp train.mlp.epochs=1 train.conv_gru.epochs=1 train.lstm.epochs=1"]
-
-
-def make(root, *args):
-    proc = run(["make", f"VENV={venv_dir()}", *args], cwd=root)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import threading
 import time

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pipeline import codedeps
-from tests.helpers import REPO, copy_project, run, venv_dir
+from tests.helpers import REPO, copy_project, run_make
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ STAGES = ("pipeline.dataset", "pipeline.features", "pipeline.modeling.train", "p
 
 
 def make(root, *args, env=None, ok=True):
-    proc = run(["make", f"VENV={venv_dir()}", *args], cwd=root, env=env)
+    proc = run_make(root, *args, env=env)
     if ok:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline import csvcheck
-from tests.helpers import copy_project, run, run_module, venv_dir
+from tests.helpers import copy_project, make, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,7 @@ EPOCHS = 4
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = copy_project(tmp_path_factory.mktemp("precision"))
-    proc = run(["make", f"VENV={venv_dir()}", "features"], cwd=root)
-    assert proc.returncode == 0, proc.stderr
+    make(root, "features")
     return root
 
 

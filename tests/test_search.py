@@ -16,7 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.modeling.cv import fold_ids
 from pipeline.modeling.search import progress_step
 from pipeline.stats import mcnemar
-from tests.helpers import REPO, copy_project, run, venv_dir
+from tests.helpers import REPO, copy_project, make
 
 SPACE = """
 [search.mlp]
@@ -24,12 +24,6 @@ learning_rate = {low = 0.0005, high = 0.01, log = true}
 epochs = {choices = [2, 3]}
 """
 FAST = ["MODEL=mlp", "EPOCHS=2", "FOLDS=3"]
-
-
-def make(root, *args):
-    proc = run(["make", f"VENV={venv_dir()}", *args], cwd=root)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")

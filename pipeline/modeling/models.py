@@ -56,7 +56,8 @@ def mlp(x, seed=None):
 def cnn(x, width=16, seed=None):
     """The VGG-like CNN behind the best public Digit Recognizer ensembles (conv blocks with
     BatchNorm, a strided 5x5 conv in place of pooling, heavy dropout). Blocks of `width` and
-    2 x `width` filters: the public kernels use 32; 16 is the default (params.toml says why)."""
+    2 x `width` filters: the public kernels use 32, as params.toml's train.cnn.width does (docs/accuracy.md:
+    99.68% against 99.49% at 16 on fold 1, p = 0.002)."""
     from pipeline.modeling.batchnorm import BatchNorm
 
     layers = _keras().layers
