@@ -75,7 +75,8 @@ def test_more_trials_continue_the_study_without_retraining_a_finished_one(projec
     assert "pipeline.modeling.search" not in make(root, "search", "TRIALS=4", *FAST)  # up to date: nothing runs
 
 
-# A study run in a child process (Keras's backend is fixed per process), on 60 random images, 40 to train on.
+# A study run in a child process (Keras's backend is fixed per process), on 60 random images, 40 to train on;
+# its arguments: the study's folder and the trial's epochs.
 CHILD = """
 import json, os, signal, sys
 from pathlib import Path
@@ -86,13 +87,14 @@ from pipeline.modeling import search
 search.provenance.data_sha256 = lambda: "0" * 64
 rng = np.random.default_rng(0)
 x, y = rng.random((60, 28, 28), dtype=np.float32), np.arange(60) % 10
-train = {"model": "mlp", "seed": 0, "distribute": "off", "epochs": EPOCHS, "batch_size": 16, "learning_rate": 0.002,
-         "augment": False, "elastic": 0.0, "backend": "jax", "backend_gpu": "jax", "precision": "float32"}
+train = {"model": "mlp", "seed": 0, "distribute": "off", "epochs": int(sys.argv[2]), "batch_size": 16,
+         "learning_rate": 0.002, "augment": False, "elastic": 0.0, "backend": "jax", "backend_gpu": "jax",
+         "precision": "float32"}
 sp = {"model": "mlp", "train": train, "cv": {"folds": 3, "seed": 42}, "fold": 1, "trials": 1,
       "space": {"learning_rate": {"low": 0.001, "high": 0.01, "log": True}}}
 out = Path(sys.argv[1])
 """
-PRUNED = CHILD.replace("EPOCHS", "4") + """
+PRUNED = CHILD + """
 study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))
 study.optimize(search.objective(sp, x, y, np.arange(40), np.arange(40, 60), out, verbose=0), n_trials=1)
 t = study.trials[0]
@@ -105,7 +107,7 @@ print(json.dumps({"state": t.state.name, "steps": t.intermediate_values, "epochs
 def test_a_pruned_trial_stops_at_its_first_report_and_leaves_nothing_behind(tmp_path):
     # A pruner that prunes at any accuracy: the trial must stop at the first tenth of its schedule it reports
     # (epoch 1 of 4 completes 20%), having reported that epoch's held-out accuracy.
-    proc = subprocess.run([sys.executable, "-c", PRUNED, str(tmp_path / "search")], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", PRUNED, str(tmp_path / "search"), "4"], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -114,7 +116,7 @@ def test_a_pruned_trial_stops_at_its_first_report_and_leaves_nothing_behind(tmp_
     assert result["left"] == []  # no checkpoint of a trial that will never resume
 
 
-KILLED = CHILD.replace("EPOCHS", "6") + """
+KILLED = CHILD + """
 search.HEARTBEAT_S, search.GRACE_S = 1, 2  # a killed trial is declared dead after 2 s, not 3 min
 if os.environ.get("KILL_AFTER_EPOCH"):  # SIGKILL right after that epoch's checkpoint, as a kill there would
     step = search.progress_step
@@ -131,7 +133,7 @@ print(json.dumps({"trials": m["trials"], "study": m["study"]}))
 @pytest.mark.slow
 def test_a_killed_trial_is_retried_from_its_last_epoch_to_the_same_result(tmp_path):
     def child(out, **env):
-        return subprocess.run([sys.executable, "-c", KILLED, str(out)], cwd=REPO, capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-c", KILLED, str(out), "6"], cwd=REPO, capture_output=True, text=True,
                               timeout=300, env={**os.environ, "PIPELINE_OUT": str(tmp_path / "root"), **env})
 
     killed = child(tmp_path / "a", KILL_AFTER_EPOCH="3")
