@@ -27,3 +27,11 @@ endif
 .PHONY: frontier
 frontier: | $(VENV_OK) ## OOF accuracy per CPU minute and achieved GFLOP/s of every CV run (reports/frontier.{md,png})
 	$(PY) -m pipeline.speed.frontier
+
+# `make bench-layers` (pipeline/speed/layers.py): each convolution of a model timed alone (TensorFlow's
+# oneDNN kernels, at its batch and precision) against the whole training step: what share of the step the
+# convolutions are, and the rate each achieves against this machine's peak. PARAMS= as for make train.
+BENCH_LAYERS_MODEL ?= cnn
+.PHONY: bench-layers
+bench-layers: | $(VENV_OK) ## Time each convolution of BENCH_LAYERS_MODEL (default cnn) against its whole step (bench/layers.md)
+	$(PY) -m pipeline.speed.layers --model $(BENCH_LAYERS_MODEL) -- $(PARAMS)
