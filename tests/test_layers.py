@@ -42,7 +42,7 @@ def test_bench_layers_writes_a_row_per_convolution_and_the_step(tmp_path):
     result = json.loads((tmp_path / "bench" / "layers.json").read_text())
     assert result["options"] == {"width": 8} and result["batch"] == 16
     assert len(result["convs"]) == 6 and all(r["seconds"] > 0 for r in result["convs"])
-    assert sum(r["seconds"] for r in result["convs"]) > 0 and result["step_seconds"] > 0
+    assert result["step_seconds"] > 0
     table = (tmp_path / "bench" / "layers.md").read_text()
     assert table.count("| conv") == 6 and "all convolutions" in table and "Whole training step" in table
 

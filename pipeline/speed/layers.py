@@ -12,7 +12,7 @@ could get if everything else cost nothing.
 Each time is the fastest of `--repeats` passes: this VM's host sometimes takes its second core away
 for minutes (docs/speed.md), and the fastest pass is the one it did not. The spread is kept too.
 
-`make bench-layers` (MODEL=cnn by default) writes bench/layers.json and bench/layers.md.
+`make bench-layers` (BENCH_LAYERS_MODEL=cnn by default) writes bench/layers.json and bench/layers.md.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def conv_specs(model) -> list[dict]:
     return specs
 
 
-def _fastest(run, repeats: int) -> list[float]:
+def _timed(run, repeats: int) -> list[float]:
     """Seconds of each of `repeats` timed calls of `run()`, after one untimed call (which compiles)."""
     run()
     times = []
@@ -83,7 +83,7 @@ def time_conv(spec: dict, batch: int, dtype: str, repeats: int, calls: int = 10)
             grads = passes(x, w)
         [g.numpy() for g in grads]  # wait for the last call's results
 
-    return [t / calls for t in _fastest(run, repeats)]
+    return [t / calls for t in _timed(run, repeats)]
 
 
 def time_step(model, batch: int, repeats: int) -> list[float]:
@@ -91,12 +91,12 @@ def time_step(model, batch: int, repeats: int) -> list[float]:
     rng = np.random.default_rng(0)
     x = rng.random((STEPS_TIMED * batch, config.IMAGE_SIDE, config.IMAGE_SIDE), dtype=np.float32)
     y = rng.integers(0, config.N_CLASSES, len(x))
-    return [t / STEPS_TIMED for t in _fastest(lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0), repeats)]
+    return [t / STEPS_TIMED for t in _timed(lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0), repeats)]
 
 
 def profile(p: dict, repeats: int) -> dict:
-    """Arrays in, numbers out: every convolution and the whole step of model `p` (its params.toml
-    settings), timed under TensorFlow."""
+    """Settings in, timings out (no file read or written): every convolution and the whole training
+    step of model `p` (its resolved params.toml settings), timed under TensorFlow."""
     import keras
 
     from pipeline.modeling.models import build_model
@@ -134,11 +134,11 @@ def markdown(result: dict) -> str:
                      f"{r['strides'][0]} | {r['train_flops'] / 1e6:.2f} | {r['seconds'] * 1e3:.2f} | {r['gflops']:.0f} | "
                      f"{r['gflops'] / peak:.0%} |")
     conv_s = sum(r["seconds"] for r in result["convs"])
-    conv_flops = sum(r["train_flops"] for r in result["convs"]) * batch
-    epoch = ROWS_PER_EPOCH / batch
-    lines += [f"| all convolutions | | | {conv_flops / batch / 1e6:.2f} | {conv_s * 1e3:.2f} | {conv_flops / conv_s / 1e9:.0f} | "
-              f"{conv_flops / conv_s / 1e9 / peak:.0%} |", "",
-              f"Whole training step: {step * 1e3:.1f} ms (an epoch of {ROWS_PER_EPOCH:,} rows: {step * epoch:.1f} s; "
+    per_image = sum(r["train_flops"] for r in result["convs"])
+    gflops = per_image * batch / conv_s / 1e9
+    lines += [f"| all convolutions | | | {per_image / 1e6:.2f} | {conv_s * 1e3:.2f} | {gflops:.0f} | {gflops / peak:.0%} |", "",
+              f"Whole training step: {step * 1e3:.1f} ms (an epoch of {ROWS_PER_EPOCH:,} rows: "
+              f"{step * ROWS_PER_EPOCH / batch:.1f} s; "
               f"passes {', '.join(f'{t * 1e3:.0f}' for t in result['step_seconds_all'])} ms). The convolutions are "
               f"{conv_s / step:.0%} of it: were the rest free, a step would take {conv_s * 1e3:.1f} ms, "
               f"{step / conv_s:.2f}x faster.", ""]
