@@ -208,7 +208,16 @@ tensorboard: | $(VENV_OK) ## Serve the training curves in logs/ (http://localhos
 include $(sort $(wildcard mk/*.mk))
 
 ##@ Quality
-.PHONY: test kaggle-image
+.PHONY: test kaggle-image lint format
+
+# ruff, configured in pyproject.toml: pyflakes, pycodestyle, import order, line length, one code style.
+lint: $(VENV_OK) ## Check the code with ruff (lint and format, nothing rewritten); CI runs it before the tests
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV_OK) ## Rewrite the code to ruff's style and fix what it can (imports, syntax)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # The stand-in for Kaggle's notebook image: a venv of exactly tests/kaggle_image/requirements.txt (Python
 # 3.12), where the notebook tests run the pushed script. Kept outside the checkout, named by the list's

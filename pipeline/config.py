@@ -30,16 +30,16 @@ NOTEBOOK_SUBMISSION = NOTEBOOK_WORKING / "submission.csv"
 OUT = Path(os.environ.get("PIPELINE_OUT") or (NOTEBOOK_WORKING if IN_NOTEBOOK else ROOT)).resolve()
 
 DATA_DIR = OUT / "data"
-RAW_DIR = DATA_DIR / "raw"              # the competition's three CSVs + source.json + arrays.npz
+RAW_DIR = DATA_DIR / "raw"  # the competition's three CSVs + source.json + arrays.npz
 PROCESSED_DIR = DATA_DIR / "processed"  # float32 (N, 28, 28) row sequences
-DOWNLOAD_DIR = DATA_DIR / "download"    # the Kaggle API's zip, kept so a rerun downloads nothing
+DOWNLOAD_DIR = DATA_DIR / "download"  # the Kaggle API's zip, kept so a rerun downloads nothing
 MODELS_DIR = OUT / "models"
 SUBMISSIONS_DIR = OUT / "submissions"
 REPORTS_DIR = OUT / "reports"
 LOGS_DIR = OUT / "logs"
 BENCH_DIR = OUT / "bench"
-KERNEL_DIR = OUT / "kernel"             # what `make kernel` pushed and fetched back
-STATE_DIR = OUT / ".make"               # Make's own state: code.mk, locks
+KERNEL_DIR = OUT / "kernel"  # what `make kernel` pushed and fetched back
+STATE_DIR = OUT / ".make"  # Make's own state: code.mk, locks
 
 # The competition's files, in the order a competitor meets them.
 RAW_FILES = ("train.csv", "test.csv", "sample_submission.csv")
@@ -76,9 +76,19 @@ def _for_make(path: Path) -> str:
         return str(path)
 
 
-MAKE_VARS = {"OUT_DIR": OUT, "RAW": RAW_DIR, "PROCESSED": PROCESSED_DIR, "DOWNLOAD": DOWNLOAD_DIR,
-             "MODELS": MODELS_DIR, "SUBMISSIONS": SUBMISSIONS_DIR, "REPORTS": REPORTS_DIR, "LOGS": LOGS_DIR,
-             "BENCH": BENCH_DIR, "KERNEL_DIR": KERNEL_DIR, "STATE": STATE_DIR}
+MAKE_VARS = {
+    "OUT_DIR": OUT,
+    "RAW": RAW_DIR,
+    "PROCESSED": PROCESSED_DIR,
+    "DOWNLOAD": DOWNLOAD_DIR,
+    "MODELS": MODELS_DIR,
+    "SUBMISSIONS": SUBMISSIONS_DIR,
+    "REPORTS": REPORTS_DIR,
+    "LOGS": LOGS_DIR,
+    "BENCH": BENCH_DIR,
+    "KERNEL_DIR": KERNEL_DIR,
+    "STATE": STATE_DIR,
+}
 
 if __name__ == "__main__":
     # `NAME=value` words for the Makefile (paths with spaces are not supported by Make anyway).

@@ -72,8 +72,14 @@ def check_header(path: Path, got: list[str], expected: list[str]) -> None:
             hint = f"'{e}' is missing" if missing else "columns are out of order"
             raise CsvError(path, f"header field {i} is '{g}', expected '{e}' ({hint})", line=1)
     if len(got) > len(expected):
-        raise CsvError(path, f"header has {len(got)} columns, expected {len(expected)}: extra column '{got[len(expected)]}'", line=1)
-    raise CsvError(path, f"header has {len(got)} columns, expected {len(expected)}: '{expected[len(got)]}' is missing", line=1)
+        raise CsvError(
+            path,
+            f"header has {len(got)} columns, expected {len(expected)}: extra column '{got[len(expected)]}'",
+            line=1,
+        )
+    raise CsvError(
+        path, f"header has {len(got)} columns, expected {len(expected)}: '{expected[len(got)]}' is missing", line=1
+    )
 
 
 def _bounds(columns, limits) -> tuple[np.ndarray, np.ndarray]:
@@ -95,9 +101,19 @@ def _first_non_integer(path, header, first_line: int, n_rows: int, limits):
 
     Checking the text, not the parsed number, is what refuses '12.0', '1e2', 'NaN' and '"5"'.
     """
-    text = pd.read_csv(path, header=0, names=header, skiprows=range(1, first_line - 1), nrows=n_rows, dtype=str,
-                       keep_default_na=False, quoting=csv.QUOTE_NONE, encoding="utf-8-sig",
-                       skip_blank_lines=False, engine="c")
+    text = pd.read_csv(
+        path,
+        header=0,
+        names=header,
+        skiprows=range(1, first_line - 1),
+        nrows=n_rows,
+        dtype=str,
+        keep_default_na=False,
+        quoting=csv.QUOTE_NONE,
+        encoding="utf-8-sig",
+        skip_blank_lines=False,
+        engine="c",
+    )
     text = text.fillna("")
     bad = ~text.apply(lambda column: column.str.fullmatch(r"-?\d+")).to_numpy(dtype=bool)
     cells = text.to_numpy(dtype=str)
@@ -182,7 +198,11 @@ def read_submission(path: Path, n_expected: int | None = None) -> np.ndarray:
     if not np.array_equal(ids, expected):
         i = int(np.argmax(ids != expected))
         seen = ids[:i]
-        what = f"ImageId {ids[i]} is a duplicate" if ids[i] in seen else f"ImageId {ids[i]} where {expected[i]} was expected (ImageIds must run 1..N in test order)"
+        what = (
+            f"ImageId {ids[i]} is a duplicate"
+            if ids[i] in seen
+            else f"ImageId {ids[i]} where {expected[i]} was expected (ImageIds must run 1..N in test order)"
+        )
         raise CsvError(path, what, line=i + 2, column="ImageId")
     if n_expected is not None and len(ids) != n_expected:
         raise CsvError(path, f"has {len(ids)} rows but test.csv has {n_expected}")

@@ -16,7 +16,6 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-
 from pipeline import config, csvcheck, provenance
 from pipeline.datasource import Source, choose_source, kaggle_ready, recorded_manifest, stale
 from pipeline.errors import PipelineError, cli
@@ -54,8 +53,10 @@ def extract_competition_zip(zip_path: Path, dest: Path) -> None:
                 with zf.open(by_name[name]) as src, open(dest / name, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
     except zipfile.BadZipFile as exc:
-        raise PipelineError(f"{zip_path}: not a readable zip file ({exc}; truncated?): DATA takes the competition "
-                            "zip, or a folder holding train.csv, test.csv and sample_submission.csv") from None
+        raise PipelineError(
+            f"{zip_path}: not a readable zip file ({exc}; truncated?): DATA takes the competition "
+            "zip, or a folder holding train.csv, test.csv and sample_submission.csv"
+        ) from None
     except (EOFError, zlib.error) as exc:
         raise PipelineError(f"{zip_path}: truncated or corrupt zip: {exc}") from None
     except OSError as exc:
@@ -127,8 +128,12 @@ def acquire(source: Source, raw_dir: Path, force: bool = False) -> dict:
 
 def describe(manifest: dict) -> str:
     rows = manifest["rows"]
-    where = {"local": f"local {manifest['path']}", "kaggle-notebook": f"Kaggle notebook input {manifest['path']}",
-             "kaggle-api": f"the Kaggle API ({manifest['path']})", "sample": f"the committed sample {manifest['path']}"}
+    where = {
+        "local": f"local {manifest['path']}",
+        "kaggle-notebook": f"Kaggle notebook input {manifest['path']}",
+        "kaggle-api": f"the Kaggle API ({manifest['path']})",
+        "sample": f"the committed sample {manifest['path']}",
+    }
     return f"data/raw: {rows['train']:,} train and {rows['test']:,} test rows from {where[manifest['origin']]}"
 
 
@@ -138,17 +143,22 @@ def main(argv=None):
     ap.add_argument("--data", default=None, help="a zip or folder in the competition layout, or 'kaggle' for the API")
     ap.add_argument("--force", action="store_true", help="download again even if a valid copy is present")
     args = ap.parse_args(argv)
-    if (os.environ.get("PIPELINE_ONLY_FORCED") and not args.force
-            and not stale(args.data, recorded_manifest(), config.KAGGLE_INPUT, kaggle_ready)):
+    if (
+        os.environ.get("PIPELINE_ONLY_FORCED")
+        and not args.force
+        and not stale(args.data, recorded_manifest(), config.KAGGLE_INPUT, kaggle_ready)
+    ):
         print(f"{config.RAW_DIR} is up to date: another run placed this data while this one waited")
         return
     source = choose_source(args.data, config.KAGGLE_INPUT, kaggle_ready, recorded_manifest(), config.IN_NOTEBOOK)
     manifest = acquire(source, config.RAW_DIR, force=args.force)
     print(describe(manifest))
     if source.origin == "sample":
-        print("notice: no DATA=, no Kaggle notebook input and no Kaggle credentials, so this is the small DEMO sample "
-              "committed in the repo, not the competition data; configure Kaggle credentials (the next make switches "
-              "to the competition's files by itself) or pass DATA=<competition zip>.")
+        print(
+            "notice: no DATA=, no Kaggle notebook input and no Kaggle credentials, so this is the small DEMO sample "
+            "committed in the repo, not the competition data; configure Kaggle credentials (the next make switches "
+            "to the competition's files by itself) or pass DATA=<competition zip>."
+        )
 
 
 if __name__ == "__main__":

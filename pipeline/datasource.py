@@ -83,9 +83,12 @@ def listing(input_root: Path, limit: int = 12) -> str:
 
 
 def missing_in_notebook(input_root: Path) -> str:
-    return (f"the {config.COMPETITION} competition's files (train.csv, test.csv, sample_submission.csv) are nowhere "
-            f"under {input_root}, which holds: {listing(input_root) if input_root.is_dir() else 'nothing (no such folder)'}; "
-            f"attach the {config.COMPETITION} competition to this notebook")
+    return (
+        f"the {config.COMPETITION} competition's files (train.csv, test.csv, sample_submission.csv) are nowhere "
+        f"under {input_root}, which holds: "
+        f"{listing(input_root) if input_root.is_dir() else 'nothing (no such folder)'}; "
+        f"attach the {config.COMPETITION} competition to this notebook"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,9 @@ def requested(data: str | None) -> str | None:
     return API if data == API else str(Path(data).expanduser().resolve())
 
 
-def choose_source(data: str | None, input_root: Path, kaggle_ready, recorded: dict | None = None,
-                  in_notebook: bool = False) -> Source:
+def choose_source(
+    data: str | None, input_root: Path, kaggle_ready, recorded: dict | None = None, in_notebook: bool = False
+) -> Source:
     """The first source that applies; `kaggle_ready()` is asked only when it comes to that. In a
     notebook the demo sample is never taken: without the competition attached it is an error."""
     if data == API:
@@ -131,7 +135,9 @@ def choose_source(data: str | None, input_root: Path, kaggle_ready, recorded: di
     if recorded and recorded.get("origin") == "local":
         path = Path(recorded["request"])
         if not path.exists():
-            raise PipelineError(f"the data in place came from {path}, which is gone: pass DATA=<competition zip or folder>")
+            raise PipelineError(
+                f"the data in place came from {path}, which is gone: pass DATA=<competition zip or folder>"
+            )
         return Source("local", path)
     mounted = find_competition(input_root)
     if mounted is not None:

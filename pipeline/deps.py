@@ -31,8 +31,10 @@ def requirements(extras: list[str]) -> list[str]:
     optional = project.get("optional-dependencies", {})
     unknown = [e for e in extras if e not in optional]
     if unknown:
-        raise PipelineError(f"EXTRAS={','.join(extras)}: {', '.join(unknown)} is not in pyproject.toml's "
-                            f"optional-dependencies ({', '.join(optional)})")
+        raise PipelineError(
+            f"EXTRAS={','.join(extras)}: {', '.join(unknown)} is not in pyproject.toml's "
+            f"optional-dependencies ({', '.join(optional)})"
+        )
     return [spec.split("#")[0].strip() for spec in project["dependencies"] + [d for e in extras for d in optional[e]]]
 
 
@@ -60,12 +62,15 @@ def check() -> list[str]:
     needed = {name: version for name, version in pins().items() if name not in NOT_NEEDED}
     for name in needed:
         if installed(name) is None:
-            raise PipelineError(f"package {name} is not installed in {sys.executable} (pinned: {name}=={needed[name]}); "
-                                "notebook mode installs nothing: add it to the notebook's environment")
+            raise PipelineError(
+                f"package {name} is not installed in {sys.executable} (pinned: {name}=={needed[name]}); "
+                "notebook mode installs nothing: add it to the notebook's environment"
+            )
     if not any(installed(b) for b in BACKENDS):
         raise PipelineError(f"no Keras backend is installed in {sys.executable}: need one of {', '.join(BACKENDS)}")
-    return [f"{name} {installed(name)} (pinned {version})" for name, version in needed.items()
-            if installed(name) != version]
+    return [
+        f"{name} {installed(name)} (pinned {version})" for name, version in needed.items() if installed(name) != version
+    ]
 
 
 @cli
@@ -73,8 +78,12 @@ def main(argv=None):
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requirements", metavar="EXTRAS", help="print the dependencies (and those of EXTRAS, "
-                    "comma-separated) one per line, for pip, instead of checking the installed packages")
+    ap.add_argument(
+        "--requirements",
+        metavar="EXTRAS",
+        help="print the dependencies (and those of EXTRAS, "
+        "comma-separated) one per line, for pip, instead of checking the installed packages",
+    )
     args = ap.parse_args(argv)
     if args.requirements is not None:
         print("\n".join(requirements([e for e in args.requirements.split(",") if e.strip()])))

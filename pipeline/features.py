@@ -15,7 +15,7 @@ from pipeline.files import load_npz, outputs, save_npz, sha256_file, write_json
 
 def to_sequences(pixels: np.ndarray) -> np.ndarray:
     """(N, 784) uint8 -> (N, 28, 28) float32; row r of an image is pixels r*28 .. r*28+27."""
-    return (pixels.reshape(-1, config.IMAGE_SIDE, config.IMAGE_SIDE).astype(np.float32) / 255.0)
+    return pixels.reshape(-1, config.IMAGE_SIDE, config.IMAGE_SIDE).astype(np.float32) / 255.0
 
 
 @cli
@@ -24,10 +24,18 @@ def main(argv=None):
     raw = load_npz(config.RAW_DIR / "arrays.npz")
     save_npz(config.PROCESSED_DIR / "train.npz", x=to_sequences(raw["train_pixels"]), y=raw["train_labels"])
     save_npz(config.PROCESSED_DIR / "test.npz", x=to_sequences(raw["test_pixels"]))
-    write_json(config.PROCESSED_DIR / "features.json", {  # last: Make's target
-        "from": {"arrays.npz": sha256_file(config.RAW_DIR / "arrays.npz")},
-        "outputs": outputs(config.PROCESSED_DIR, ["train.npz", "test.npz"]), "run": provenance.run()})
-    print(f"data/processed: {len(raw['train_labels']):,} train and {len(raw['test_pixels']):,} test images as 28x28 row sequences")
+    write_json(
+        config.PROCESSED_DIR / "features.json",
+        {  # last: Make's target
+            "from": {"arrays.npz": sha256_file(config.RAW_DIR / "arrays.npz")},
+            "outputs": outputs(config.PROCESSED_DIR, ["train.npz", "test.npz"]),
+            "run": provenance.run(),
+        },
+    )
+    print(
+        f"data/processed: {len(raw['train_labels']):,} train and {len(raw['test_pixels']):,} test images "
+        "as 28x28 row sequences"
+    )
 
 
 if __name__ == "__main__":

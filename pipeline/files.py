@@ -22,7 +22,6 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
-
 # The crash tests' seam (tests/test_crash.py), inert unless set: PIPELINE_CRASH_AT=n makes the
 # process SIGKILL itself at its n-th write event, PIPELINE_CRASH_LOG=file lists the events, both
 # only in the stage PIPELINE_CRASH_IN names (a module: pipeline.features).
@@ -196,7 +195,9 @@ def load_npz(path, verify_first: bool = True) -> dict:
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
     except FileNotFoundError:
-        raise PipelineError(f"{path} is missing: run the stage that makes it first (`make data`, `make train`, ...)") from None
+        raise PipelineError(
+            f"{path} is missing: run the stage that makes it first (`make data`, `make train`, ...)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise PipelineError(f"{path} is unreadable ({exc}): delete it and rerun make") from None
 
@@ -259,8 +260,11 @@ def verify(path: Path) -> None:
     actual = sha256_file(path)
     if actual != expected:
         size = Path(path).stat().st_size
-        damaged(path, manifest, f"{size:,} bytes whose sha256 {actual[:12]} is not the {expected[:12]} "
-                                f"{_shown(manifest)} recorded")
+        damaged(
+            path,
+            manifest,
+            f"{size:,} bytes whose sha256 {actual[:12]} is not the {expected[:12]} {_shown(manifest)} recorded",
+        )
 
 
 def damaged(path: Path, manifest: Path | None, why: str):

@@ -18,8 +18,11 @@ from pipeline.files import write_json_if_changed
 
 # key -> (type, lowest, highest, highest is inclusive). Every model section uses TRAIN_KEYS.
 DATA_KEYS = {"val_fraction": (float, 0.0, 1.0, False), "split_seed": (int, 0, 2**32 - 1, True)}
-TRAIN_COMMON_KEYS = {"seed": (int, 0, 2**32 - 1, True), "distribute": (str, None, None, True),
-                     "full_data": (bool, None, None, True)}
+TRAIN_COMMON_KEYS = {
+    "seed": (int, 0, 2**32 - 1, True),
+    "distribute": (str, None, None, True),
+    "full_data": (bool, None, None, True),
+}
 TRAIN_KEYS = {
     "epochs": (int, 1, 10_000, True),
     "batch_size": (int, 1, 65_536, True),
@@ -45,8 +48,14 @@ BLEND_KEYS = {"models": (list, None, None, True)}
 SEARCH_KEYS = {"fold": (int, 1, 50, True), "trials": (int, 1, 10_000, True)}
 # The flat sections: [data], [ensemble], [cv], [predict], [blend], [search] (whose [search.<model>]
 # tables, the search spaces, are checked by _check_search).
-SECTIONS = {"data": DATA_KEYS, "ensemble": ENSEMBLE_KEYS, "cv": CV_KEYS, "predict": PREDICT_KEYS, "blend": BLEND_KEYS,
-            "search": SEARCH_KEYS}
+SECTIONS = {
+    "data": DATA_KEYS,
+    "ensemble": ENSEMBLE_KEYS,
+    "cv": CV_KEYS,
+    "predict": PREDICT_KEYS,
+    "blend": BLEND_KEYS,
+    "search": SEARCH_KEYS,
+}
 
 
 def load(path: Path = config.PARAMS_FILE) -> dict:
@@ -71,7 +80,10 @@ def _parse_value(key: str, text: str, kind: type):
     try:
         return kind(text)
     except ValueError:
-        raise PipelineError(f"parameter {key}: expected {'an integer' if kind is int else 'a number' if kind is float else 'text'}, got {text!r}") from None
+        raise PipelineError(
+            f"parameter {key}: expected {'an integer' if kind is int else 'a number' if kind is float else 'text'}, "
+            f"got {text!r}"
+        ) from None
 
 
 def apply_overrides(params: dict, overrides: list[str]) -> dict:
@@ -113,8 +125,15 @@ def _locate(params: dict, key: str):
 def _check_value(name: str, value, spec) -> None:
     kind, lo, hi, hi_inclusive = spec
     is_bool = isinstance(value, bool)
-    ok_type = is_bool if kind is bool else (
-        isinstance(value, (int, float)) and not is_bool if kind is float else isinstance(value, kind) and not is_bool)
+    ok_type = (
+        is_bool
+        if kind is bool
+        else (
+            isinstance(value, (int, float)) and not is_bool
+            if kind is float
+            else isinstance(value, kind) and not is_bool
+        )
+    )
     if not ok_type:
         raise PipelineError(f"parameter {name}: expected {kind.__name__}, got {value!r}")
     if kind is list and not all(isinstance(v, str) for v in value):
@@ -182,13 +201,17 @@ def check(params: dict) -> dict:
         _check_table(section, flat, schema)
     _check_search(params)
     if params["ensemble"]["model"] not in MODELS:
-        raise PipelineError(f"parameter ensemble.model = {params['ensemble']['model']!r}: unknown model (known: {', '.join(MODELS)})")
+        raise PipelineError(
+            f"parameter ensemble.model = {params['ensemble']['model']!r}: unknown model (known: {', '.join(MODELS)})"
+        )
     for name in params["predict"]["tta"]:
         if name not in (*MODELS, "ensemble"):
             raise PipelineError(f"parameter predict.tta: unknown model {name!r} (known: {', '.join(MODELS)}, ensemble)")
     for name in params["blend"]["models"]:
         if name not in (*MODELS, "ensemble"):
-            raise PipelineError(f"parameter blend.models: unknown model {name!r} (known: {', '.join(MODELS)}, ensemble)")
+            raise PipelineError(
+                f"parameter blend.models: unknown model {name!r} (known: {', '.join(MODELS)}, ensemble)"
+            )
     if len(params["blend"]["models"]) < 2:
         raise PipelineError("parameter blend.models: a blend needs at least two models")
     train = params.get("train", {})
@@ -223,9 +246,13 @@ def _check_search(params: dict) -> None:
             if key in ("backend", "backend_gpu"):
                 raise PipelineError(f"parameter {name}: a process has one Keras backend, so it cannot be searched")
             kind = schema[key][0]
-            if not isinstance(spec, dict) or not (set(spec) == {"choices"} or {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}):
-                raise PipelineError(f"parameter {name}: expected {{low = ..., high = ...}} (with log = true or step = ...) "
-                                    f"or {{choices = [...]}}, got {spec!r}")
+            if not isinstance(spec, dict) or not (
+                set(spec) == {"choices"} or {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}
+            ):
+                raise PipelineError(
+                    f"parameter {name}: expected {{low = ..., high = ...}} (with log = true or step = ...) "
+                    f"or {{choices = [...]}}, got {spec!r}"
+                )
             if "choices" in spec:
                 if not isinstance(spec["choices"], list) or not spec["choices"]:
                     raise PipelineError(f"parameter {name}.choices: expected a non-empty list, got {spec['choices']!r}")
@@ -250,14 +277,30 @@ def for_search(params: dict, model: str) -> dict:
     train = {k: v for k, v in for_model(params, model).items() if k not in ("data", "full_data")}
     for key, spec in params["search"][model].items():  # trial 0 is the current settings: the space must hold them
         value = train[key]
-        inside = value in spec["choices"] if "choices" in spec else (
-            spec["low"] <= value <= spec["high"]
-            and ("step" not in spec or abs((value - spec["low"]) / spec["step"] - round((value - spec["low"]) / spec["step"])) < 1e-9))
+        inside = (
+            value in spec["choices"]
+            if "choices" in spec
+            else (
+                spec["low"] <= value <= spec["high"]
+                and (
+                    "step" not in spec
+                    or abs((value - spec["low"]) / spec["step"] - round((value - spec["low"]) / spec["step"])) < 1e-9
+                )
+            )
+        )
         if not inside:
-            raise PipelineError(f"parameter search.{model}.{key}: the current train.{model}.{key} = {value!r} is outside "
-                                f"its space {spec}; the study's trial 0 is the current settings, so the space must hold them")
-    return {"model": model, "train": train, "cv": params["cv"], "fold": params["search"]["fold"],
-            "trials": params["search"]["trials"], "space": params["search"][model]}
+            raise PipelineError(
+                f"parameter search.{model}.{key}: the current train.{model}.{key} = {value!r} is outside "
+                f"its space {spec}; the study's trial 0 is the current settings, so the space must hold them"
+            )
+    return {
+        "model": model,
+        "train": train,
+        "cv": params["cv"],
+        "fold": params["search"]["fold"],
+        "trials": params["search"]["trials"],
+        "space": params["search"][model],
+    }
 
 
 def for_model(params: dict, model: str) -> dict:
@@ -307,8 +350,12 @@ def main(argv=None):
     ap.add_argument("--predict", action="store_true", help="with --model: write its prediction params to --out")
     ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
     ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
-    ap.add_argument("--preset", nargs=2, metavar=("NAME", "model|overrides"),
-                    help="print a preset's model, or its overrides (for the Makefile)")
+    ap.add_argument(
+        "--preset",
+        nargs=2,
+        metavar=("NAME", "model|overrides"),
+        help="print a preset's model, or its overrides (for the Makefile)",
+    )
     # With neither --model, --predict nor --get: only check params.toml and the overrides.
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. train.conv_gru.epochs=3")
     args = ap.parse_args(argv)

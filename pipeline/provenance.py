@@ -3,8 +3,8 @@
 
 import os
 import platform
-import time
 import subprocess
+import time
 from functools import cache
 from importlib import metadata
 
@@ -22,9 +22,15 @@ def data_sha256() -> str:
 @cache
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(config.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(config.ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", str(config.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(config.ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
@@ -45,10 +51,14 @@ def run() -> dict:
     """The run: the command that made it (the stage runner records the make command), when the
     stage started and finished (UTC), and the machine."""
     started = os.environ.get("PIPELINE_STAGE_STARTED")
-    return {"command": os.environ.get("PIPELINE_COMMAND"), "id": os.environ.get("PIPELINE_RUN_ID"),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(started))) if started else None,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cores": os.cpu_count(), "cpu": cpu_model()}
+    return {
+        "command": os.environ.get("PIPELINE_COMMAND"),
+        "id": os.environ.get("PIPELINE_RUN_ID"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(started))) if started else None,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+    }
 
 
 def collect() -> dict:
@@ -58,5 +68,10 @@ def collect() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {"python": platform.python_version(), "packages": versions, "git_commit": git_commit(),
-            "machine": platform.machine(), "run": run()}
+    return {
+        "python": platform.python_version(),
+        "packages": versions,
+        "git_commit": git_commit(),
+        "machine": platform.machine(),
+        "run": run(),
+    }

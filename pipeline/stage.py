@@ -101,14 +101,19 @@ def lock(path: Path, exclusive: bool, wait: bool) -> tuple[int, bool]:
         holder = _holder(fd)
         if not wait:
             os.close(fd)
-            raise PipelineError(f"{_shown(path)} is being written by another run: {holder}; "
-                                "not waiting (WAIT=0): rerun when it is done") from None
+            raise PipelineError(
+                f"{_shown(path)} is being written by another run: {holder}; not waiting (WAIT=0): rerun when it is done"
+            ) from None
         print(f"waiting for {_shown(path)}: {holder}", flush=True)
         fcntl.flock(fd, mode)
         waited = True
     # Who holds it, for the next run's waiting line (readers share a lock: the last one to come says).
-    info = {"pid": os.getpid(), "command": make_command(), "since": time.time(),
-            "doing": "writing" if exclusive else "reading"}
+    info = {
+        "pid": os.getpid(),
+        "command": make_command(),
+        "since": time.time(),
+        "doing": "writing" if exclusive else "reading",
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     return fd, waited
@@ -160,8 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with locked(target, deps, wait) as (fresh, waited):
             if fresh:  # Make saw it out of date; since then another run made it
-                print(f"{_shown(target)} is up to date: {'the run this one waited for' if waited else 'another run'} "
-                      "made it", flush=True)
+                print(
+                    f"{_shown(target)} is up to date: {'the run this one waited for' if waited else 'another run'} "
+                    "made it",
+                    flush=True,
+                )
                 return
             files.remove_dead_temporaries(target.parent)  # a killed run's half-written files
             real = [d for d in deps if str(d) != FORCE]

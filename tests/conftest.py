@@ -20,11 +20,31 @@ from fake_kaggle import FakeKaggle  # noqa: E402
 # Environment the kaggle client or requests would read, cleared so the developer's own
 # credentials, proxies or notebook settings never leak into a test.
 _CLEARED_ENV = (
-    "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_V1_TOKEN",
-    "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_DATA_PROXY_URL", "KAGGLE_IAP_TOKEN", "KAGGLE_COMPETITION",
-    "KAGGLE_PROXY", "KAGGLE_API_ENVIRONMENT", "KAGGLE_TIMEOUT", "VERBOSE", "VERBOSE_OUTPUT",
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
-    "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "XDG_CONFIG_HOME",
+    "KAGGLE_API_TOKEN",
+    "KAGGLE_USERNAME",
+    "KAGGLE_KEY",
+    "KAGGLE_CONFIG_DIR",
+    "KAGGLE_API_V1_TOKEN",
+    "KAGGLE_KERNEL_RUN_TYPE",
+    "KAGGLE_DATA_PROXY_URL",
+    "KAGGLE_IAP_TOKEN",
+    "KAGGLE_COMPETITION",
+    "KAGGLE_PROXY",
+    "KAGGLE_API_ENVIRONMENT",
+    "KAGGLE_TIMEOUT",
+    "VERBOSE",
+    "VERBOSE_OUTPUT",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "XDG_CONFIG_HOME",
 )
 
 # Run by `make test`, the suite would pass make's own settings on to every make it starts: those would
@@ -43,14 +63,25 @@ def pytest_configure(config):
     # folder per pytest process (each xdist worker has its own); a size limit makes JAX lock each
     # entry (filelock), so that a test's concurrent makes never read an entry half-written.
     config.stash[_XLA_CACHE] = tempfile.mkdtemp(prefix="xla-cache-")
-    os.environ |= {"JAX_COMPILATION_CACHE_DIR": config.stash[_XLA_CACHE], "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                   "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30)}
+    os.environ |= {
+        "JAX_COMPILATION_CACHE_DIR": config.stash[_XLA_CACHE],
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30),
+    }
 
 
 # The longest files first (by the durations `make test` prints): with a file per xdist worker, a long
 # file that starts last can leave the other core idle at the end.
-_HEAVIEST_FIRST = ("test_crash.py", "test_state.py", "test_end_to_end.py", "test_ensemble.py", "test_cv.py",
-                   "test_make_graph.py", "test_kernel.py", "test_precision.py")
+_HEAVIEST_FIRST = (
+    "test_crash.py",
+    "test_state.py",
+    "test_end_to_end.py",
+    "test_ensemble.py",
+    "test_cv.py",
+    "test_make_graph.py",
+    "test_kernel.py",
+    "test_precision.py",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -97,8 +128,11 @@ def fake_kaggle(tmp_path, monkeypatch):
     isolate_kaggle_env(monkeypatch, home)
     config_dir = home / ".kaggle"
     config_dir.mkdir()
-    fake = FakeKaggle(key="fake-key-" + secrets.token_hex(16), token="fake-token-" + secrets.token_hex(16),
-                      zip_bytes=tiny_competition_zip()).start()
+    fake = FakeKaggle(
+        key="fake-key-" + secrets.token_hex(16),
+        token="fake-token-" + secrets.token_hex(16),
+        zip_bytes=tiny_competition_zip(),
+    ).start()
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("KAGGLE_USERNAME", fake.username)
     monkeypatch.setenv("KAGGLE_KEY", fake.key)

@@ -60,10 +60,10 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 API_PREFIX = "/api/v1/"
 COMPETITION = "digit-recognizer"
@@ -72,8 +72,13 @@ UPLOAD_URL = "http://uploads.fake.test/upload/{n}?upload_id=fake"
 UPLOAD_TOKEN = "fake-blob-token-{n}"
 KERNEL_OUTPUT_URL = "http://outputs.fake.test/kernels/{owner}/{slug}/{version}/{name}?sig=fake"
 # The API methods that take a competitionName (and answer 404 for another competition).
-COMPETITION_METHODS = {"DownloadDataFiles", "StartSubmissionUpload", "CreateSubmission", "ListSubmissions",
-                       "GetSubmissionLimits"}
+COMPETITION_METHODS = {
+    "DownloadDataFiles",
+    "StartSubmissionUpload",
+    "CreateSubmission",
+    "ListSubmissions",
+    "GetSubmissionLimits",
+}
 
 
 @dataclass
@@ -83,12 +88,12 @@ class FakeKernel:
     owner: str
     slug: str
     version: int
-    payload: dict                       # SaveKernel's JSON body, as received
-    status: str = "QUEUED"              # a KernelWorkerStatus name
+    payload: dict  # SaveKernel's JSON body, as received
+    status: str = "QUEUED"  # a KernelWorkerStatus name
     failure_message: str | None = None
-    files: dict = field(default_factory=dict)   # output file name (may hold "/") -> bytes
-    log: str | None = None              # the session log, in Kaggle's JSON form (see notebook_log)
-    runs: int = 0                       # how many times a runner ran it
+    files: dict = field(default_factory=dict)  # output file name (may hold "/") -> bytes
+    log: str | None = None  # the session log, in Kaggle's JSON form (see notebook_log)
+    runs: int = 0  # how many times a runner ran it
     thread: threading.Thread | None = field(default=None, repr=False)  # the runner's, if any
 
     @property
@@ -104,8 +109,9 @@ class FakeKernel:
 def notebook_log(text: str, stream: str = "stdout") -> str:
     """Plain text as Kaggle keeps a session's log: a JSON list of {stream_name, time, data}, a line each."""
     lines = text.splitlines(keepends=True)
-    return json.dumps([{"stream_name": stream, "time": round(0.5 * i, 3), "data": line}
-                       for i, line in enumerate(lines)])
+    return json.dumps(
+        [{"stream_name": stream, "time": round(0.5 * i, 3), "data": line} for i, line in enumerate(lines)]
+    )
 
 
 def run_notebook(kernel: FakeKernel, root: Path, python: list[str], env: dict, timeout: float = 600) -> None:
@@ -119,13 +125,22 @@ def run_notebook(kernel: FakeKernel, root: Path, python: list[str], env: dict, t
     script.write_text(kernel.script, encoding="utf-8")
     kernel.status = "RUNNING"
     try:
-        proc = subprocess.run([*python, str(script)], cwd=working, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
+        proc = subprocess.run(
+            [*python, str(script)],
+            cwd=working,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
         output, ok = proc.stdout, proc.returncode == 0
     except subprocess.TimeoutExpired as exc:
         output, ok = (exc.stdout or b"").decode(errors="replace") + "\n[killed: timeout]\n", False
-    kernel.files = {p.relative_to(working).as_posix(): p.read_bytes()
-                    for p in sorted(working.rglob("*")) if p.is_file()}
+    kernel.files = {
+        p.relative_to(working).as_posix(): p.read_bytes() for p in sorted(working.rglob("*")) if p.is_file()
+    }
     kernel.log = notebook_log(output)
     kernel.runs += 1
     if not ok:
@@ -137,10 +152,10 @@ def run_notebook(kernel: FakeKernel, root: Path, python: list[str], env: dict, t
 class Recorded:
     """One request as the server received it."""
 
-    method: str           # GET / POST / PUT
-    url: str              # the absolute URL the client asked the proxy for
-    path: str             # its path, e.g. /api/v1/competitions.CompetitionApiService/ListSubmissions
-    name: str             # the API method (ListSubmissions), or "blob" / "upload"
+    method: str  # GET / POST / PUT
+    url: str  # the absolute URL the client asked the proxy for
+    path: str  # its path, e.g. /api/v1/competitions.CompetitionApiService/ListSubmissions
+    name: str  # the API method (ListSubmissions), or "blob" / "upload"
     headers: dict
     body: bytes
     json: dict | None = None
@@ -154,29 +169,30 @@ class FakeKaggle:
     port: int = 0
     # --- what the server expects and serves
     username: str = "tester"
-    key: str = ""                       # the legacy API key it accepts (Basic auth)
-    token: str = ""                     # the access token it accepts (Bearer auth)
-    check_auth: bool = True             # False: accept any request, signed or not
-    zip_bytes: bytes = b""              # the competition data blob
+    key: str = ""  # the legacy API key it accepts (Basic auth)
+    token: str = ""  # the access token it accepts (Bearer auth)
+    check_auth: bool = True  # False: accept any request, signed or not
+    zip_bytes: bytes = b""  # the competition data blob
     competitions: tuple = (COMPETITION,)
-    submissions: list = field(default_factory=list)     # ApiSubmission dicts, newest first
-    limits: dict = field(default_factory=lambda: {
-        "numToday": 0, "numTotal": 0, "numAllowedNow": 5, "limitedByTotal": False})
+    submissions: list = field(default_factory=list)  # ApiSubmission dicts, newest first
+    limits: dict = field(
+        default_factory=lambda: {"numToday": 0, "numTotal": 0, "numAllowedNow": 5, "limitedByTotal": False}
+    )
     # --- failure modes
-    status: dict = field(default_factory=dict)   # API method name (or "*", "blob", "upload") -> HTTP status
+    status: dict = field(default_factory=dict)  # API method name (or "*", "blob", "upload") -> HTTP status
     messages: dict = field(default_factory=dict)  # HTTP status -> the error message to send with it
-    hang: set = field(default_factory=set)       # names (or "*") that are accepted and never answered
-    upload_status: int = 200                     # the PUT's answer; e.g. 500 for a failed upload
+    hang: set = field(default_factory=set)  # names (or "*") that are accepted and never answered
+    upload_status: int = 200  # the PUT's answer; e.g. 500 for a failed upload
     create_submission_answer: dict | None = None  # override CreateSubmission's {message, ref}
     # --- notebooks
     kernels: list = field(default_factory=list)  # FakeKernel, one per push (version), oldest first
-    save_kernel_answer: dict | None = None       # override SaveKernel's answer (error, invalid*Sources)
-    kernel_runner: Callable | None = None        # runner(FakeKernel), called in a thread after each push
+    save_kernel_answer: dict | None = None  # override SaveKernel's answer (error, invalid*Sources)
+    kernel_runner: Callable | None = None  # runner(FakeKernel), called in a thread after each push
     kernel_statuses: list = field(default_factory=list)  # scripted statuses: each status call takes the
     #                                              first; the last one repeats; empty: the kernel's own
-    kernel_failure_message: str | None = None    # a new kernel's failureMessage
+    kernel_failure_message: str | None = None  # a new kernel's failureMessage
     kernel_files: dict = field(default_factory=dict)  # a new kernel's output files (name -> bytes)
-    kernel_log: str | None = None                # a new kernel's log (JSON: see notebook_log)
+    kernel_log: str | None = None  # a new kernel's log (JSON: see notebook_log)
     # --- what was received
     requests: list = field(default_factory=list)
     uploads: list = field(default_factory=list)  # bytes of each PUT
@@ -186,7 +202,7 @@ class FakeKaggle:
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FakeKaggle":
+    def start(self) -> FakeKaggle:
         fake = self
 
         class Handler(_Handler):
@@ -196,13 +212,14 @@ class FakeKaggle:
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-kaggle", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-kaggle", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._release.set()     # let hanging handlers go
+        self._release.set()  # let hanging handlers go
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -239,10 +256,24 @@ class FakeKaggle:
         while time.monotonic() < end and any(k.thread and k.thread.is_alive() for k in list(self.kernels)):
             time.sleep(0.1)
 
-    def add_submission(self, ref: int, date: str, description: str, status: str = "COMPLETE",
-                       public_score: str | None = "0.99000", file_name: str = "submission.csv") -> dict:
-        sub = {"ref": ref, "date": date, "description": description, "status": status,
-               "fileName": file_name, "submittedBy": self.username, "teamName": self.username}
+    def add_submission(
+        self,
+        ref: int,
+        date: str,
+        description: str,
+        status: str = "COMPLETE",
+        public_score: str | None = "0.99000",
+        file_name: str = "submission.csv",
+    ) -> dict:
+        sub = {
+            "ref": ref,
+            "date": date,
+            "description": description,
+            "status": status,
+            "fileName": file_name,
+            "submittedBy": self.username,
+            "teamName": self.username,
+        }
         if public_score is not None:
             sub["publicScore"] = public_score
         self.submissions.insert(0, sub)
@@ -291,8 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: bytes = b"", content_type: str | None = "application/json",
-              headers: dict | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes = b"", content_type: str | None = "application/json", headers: dict | None = None
+    ) -> None:
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -354,8 +386,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(forced, fake.messages.get(forced, _REASONS.get(forced, "Error")))
 
         if name == "blob":
-            return self._send(200, fake.zip_bytes, "application/zip",
-                              {"Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())})
+            return self._send(
+                200,
+                fake.zip_bytes,
+                "application/zip",
+                {"Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())},
+            )
         if name == "upload":
             fake.uploads.append(body)
             return self._send(fake.upload_status, b"", None)
@@ -393,8 +429,13 @@ class _Handler(BaseHTTPRequestHandler):
         if payload.get("blobFileTokens") not in issued:
             return self._error(400, "Unknown blob token")
         ref = 1000 + len(fake.calls("CreateSubmission"))
-        fake.add_submission(ref, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                            payload.get("submissionDescription", ""), status="PENDING", public_score=None)
+        fake.add_submission(
+            ref,
+            time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            payload.get("submissionDescription", ""),
+            status="PENDING",
+            public_score=None,
+        )
         fake.limits["numToday"] += 1
         fake.limits["numAllowedNow"] = max(0, fake.limits["numAllowedNow"] - 1)
         self._json({"message": "Successfully submitted to Digit Recognizer", "ref": ref})
@@ -403,7 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
         subs = self.server_fake.submissions
         size = int(payload.get("pageSize") or 20)
         page = int(payload.get("page") or 1)
-        chunk = subs[(page - 1) * size: page * size]
+        chunk = subs[(page - 1) * size : page * size]
         self._json({"submissions": chunk, "nextPageToken": ""})
 
     def api_GetSubmissionLimits(self, payload):
@@ -414,8 +455,12 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         label = payload.get("versionLabel")
         with fake._lock:
-            found = [k for k in fake.kernels if (k.owner, k.slug) == (payload.get("userName"), payload.get("kernelSlug"))
-                     and (label is None or f"v{k.version}" == label)]
+            found = [
+                k
+                for k in fake.kernels
+                if (k.owner, k.slug) == (payload.get("userName"), payload.get("kernelSlug"))
+                and (label is None or f"v{k.version}" == label)
+            ]
         return found[-1] if found else None
 
     def api_SaveKernel(self, payload):
@@ -427,17 +472,34 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(fake.save_kernel_answer)
         with fake._lock:
             version = 1 + sum(1 for k in fake.kernels if (k.owner, k.slug) == (owner, slug))
-            kernel = FakeKernel(owner, slug, version, payload, failure_message=fake.kernel_failure_message,
-                                files=dict(fake.kernel_files), log=fake.kernel_log)
+            kernel = FakeKernel(
+                owner,
+                slug,
+                version,
+                payload,
+                failure_message=fake.kernel_failure_message,
+                files=dict(fake.kernel_files),
+                log=fake.kernel_log,
+            )
             fake.kernels.append(kernel)
         if fake.kernel_runner is not None:
-            kernel.thread = threading.Thread(target=fake.kernel_runner, args=(kernel,), name="fake-notebook",
-                                             daemon=True)
+            kernel.thread = threading.Thread(
+                target=fake.kernel_runner, args=(kernel,), name="fake-notebook", daemon=True
+            )
             kernel.thread.start()
-        self._json({"ref": f"/code/{owner}/{slug}", "url": f"https://www.kaggle.com/code/{owner}/{slug}",
-                    "versionNumber": version, "invalidTags": [], "invalidDatasetSources": [],
-                    "invalidCompetitionSources": [], "invalidKernelSources": [], "invalidModelSources": [],
-                    "kernelId": 4242})
+        self._json(
+            {
+                "ref": f"/code/{owner}/{slug}",
+                "url": f"https://www.kaggle.com/code/{owner}/{slug}",
+                "versionNumber": version,
+                "invalidTags": [],
+                "invalidDatasetSources": [],
+                "invalidCompetitionSources": [],
+                "invalidKernelSources": [],
+                "invalidModelSources": [],
+                "kernelId": 4242,
+            }
+        )
 
     def api_GetKernelSessionStatus(self, payload):
         fake = self.server_fake
@@ -460,10 +522,16 @@ class _Handler(BaseHTTPRequestHandler):
         names = sorted(kernel.files)
         start = int(payload.get("pageToken") or 0)
         size = int(payload.get("pageSize") or 20)
-        page = names[start:start + size]
-        files = [{"fileName": n, "url": KERNEL_OUTPUT_URL.format(owner=kernel.owner, slug=kernel.slug,
-                                                                 version=kernel.version, name=urllib.parse.quote(n))}
-                 for n in page]
+        page = names[start : start + size]
+        files = [
+            {
+                "fileName": n,
+                "url": KERNEL_OUTPUT_URL.format(
+                    owner=kernel.owner, slug=kernel.slug, version=kernel.version, name=urllib.parse.quote(n)
+                ),
+            }
+            for n in page
+        ]
         answer = {"files": files, "nextPageToken": str(start + size) if start + size < len(names) else ""}
         if kernel.log is not None:
             answer["log"] = kernel.log
@@ -477,8 +545,12 @@ class _Handler(BaseHTTPRequestHandler):
         name = urllib.parse.unquote(parts[5]) if len(parts) == 6 else ""
         if kernel is None or name not in kernel.files:
             return self._error(404, "No such output file")
-        self._send(200, kernel.files[name], "application/octet-stream",
-                   {"Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())})
+        self._send(
+            200,
+            kernel.files[name],
+            "application/octet-stream",
+            {"Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())},
+        )
 
 
 _REASONS = {

@@ -100,6 +100,6 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     """The single `error: ...` line a failing stage must print, checked to be alone and clean."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, proc.stderr
     return lines[0]

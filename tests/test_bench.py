@@ -31,9 +31,12 @@ print(json.dumps({"pipeline_modules": sorted(m for m in sys.modules if m.split("
 
 def test_baseline_is_a_standalone_notebook(tmp_path):
     script = REPO / "pipeline" / "speed" / "baseline_notebook.py"
-    imported = {alias.name for node in ast.walk(ast.parse(script.read_text())) if isinstance(node, ast.Import)
-                for alias in node.names} | {node.module for node in ast.walk(ast.parse(script.read_text()))
-                                            if isinstance(node, ast.ImportFrom)}
+    imported = {
+        alias.name
+        for node in ast.walk(ast.parse(script.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {node.module for node in ast.walk(ast.parse(script.read_text())) if isinstance(node, ast.ImportFrom)}
     assert not [name for name in imported if name.split(".")[0] == "pipeline"], imported
 
     data, nb = tmp_path / "input", tmp_path / "notebook"
@@ -45,11 +48,16 @@ def test_baseline_is_a_standalone_notebook(tmp_path):
             with zf.open(name) as f:
                 pd.read_csv(f, nrows=rows).to_csv(data / name, index=False)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND") and "KAGGLE" not in k}
-    proc = subprocess.run([sys.executable, "-c", RUN_AND_INSPECT, "--data-dir", str(data), "--out", "submission.csv",
-                           "--epochs", "1"], cwd=nb, env=env | {"HOME": str(tmp_path)}, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_AND_INSPECT, "--data-dir", str(data), "--out", "submission.csv", "--epochs", "1"],
+        cwd=nb,
+        env=env | {"HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     timings, inspected = lines[-2], lines[-1]
     assert inspected == {"pipeline_modules": [], "determinism": False}
     assert timings["backend"] == "tensorflow" and timings["parameters"] == 28_506 and timings["batch_size"] == 32
@@ -86,7 +94,9 @@ def test_make_bench_times_the_pipeline_against_the_baseline(tmp_path):
         assert 0 < row["val_accuracy"] <= 1
         assert row["fit_x_baseline"] == pytest.approx(row["fit_seconds"] / base["fit_seconds"], abs=1e-3)
         if row["seconds_to_target"] is not None:
-            assert row["to_target_x_baseline"] == pytest.approx(row["seconds_to_target"] / base["fit_seconds"], abs=1e-3)
+            assert row["to_target_x_baseline"] == pytest.approx(
+                row["seconds_to_target"] / base["fit_seconds"], abs=1e-3
+            )
     assert base["fit_x_baseline"] == 1
     assert results["epochs_cap"] == 1 and results["overrides"] == ["train.conv_gru.batch_size=64"]
     assert results["make_command"].split()[:3] == ["make", f"VENV={venv_dir()}", "bench"] and results["machine"]["cpu"]

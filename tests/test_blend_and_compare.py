@@ -5,12 +5,12 @@ import re
 
 import numpy as np
 import pytest
+from helpers import REPO, error_line, record, run_module
 from scipy.stats import binomtest
 
-from helpers import REPO, error_line, record, run_module
 from pipeline.evaluate import compare
-from pipeline.modeling import blend
 from pipeline.files import save_npz
+from pipeline.modeling import blend
 
 N, FOLDS, N_TEST = 1000, 5, 30
 Y = np.arange(N) % 10
@@ -38,12 +38,24 @@ def write_cv_run(out, model: str, proba: np.ndarray, test_proba: np.ndarray | No
     fold = overrides.pop("fold", FOLD)
     save_npz(cv_dir / "oof.npz", index=np.arange(N), y_true=Y, proba=proba, fold=fold, test_proba=test_proba)
     correct = proba.argmax(1) == Y
-    metrics = {"model": model, "cv": {"folds": FOLDS, "seed": 42}, "oof_accuracy": float(correct.mean()),
-               "oof_ci95": [0.0, 1.0], "oof_log_loss": 0.1,
-               "fold_accuracy": [float(correct[FOLD == f].mean()) for f in range(FOLDS)], "n_rows": N,
-               "parameters": 1000 + len(model), "seconds_per_epoch": 1.5, "train_seconds": 30.0,
-               "params": {"model": model}, "params_hash": f"hash-{model}", "data_sha256": "d" * 64,
-               "folds_sha256": "f" * 64, "backend": "jax", "history": []} | overrides
+    metrics = {
+        "model": model,
+        "cv": {"folds": FOLDS, "seed": 42},
+        "oof_accuracy": float(correct.mean()),
+        "oof_ci95": [0.0, 1.0],
+        "oof_log_loss": 0.1,
+        "fold_accuracy": [float(correct[FOLD == f].mean()) for f in range(FOLDS)],
+        "n_rows": N,
+        "parameters": 1000 + len(model),
+        "seconds_per_epoch": 1.5,
+        "train_seconds": 30.0,
+        "params": {"model": model},
+        "params_hash": f"hash-{model}",
+        "data_sha256": "d" * 64,
+        "folds_sha256": "f" * 64,
+        "backend": "jax",
+        "history": [],
+    } | overrides
     (cv_dir / "metrics.json").write_text(json.dumps(metrics))
     return json.loads(record(cv_dir / "metrics.json", "oof.npz").read_text())
 
@@ -66,8 +78,10 @@ def adversarial(tmp_path):
     cnn = member_proba(Y, np.where(FOLD == 0, 0.98, 0.92), wrong=f0, seed=1)
     lstm = member_proba(Y, np.where(FOLD == 0, 0.9, 0.45), seed=2)
     noise = member_proba(Y, rng.uniform(0.05, 0.3, N), seed=3)
-    tests = {m: member_proba(np.arange(N_TEST) % 10, 0.5 + 0.1 * i, seed=10 + i)
-             for i, m in enumerate(("cnn", "lstm", "conv_gru"))}
+    tests = {
+        m: member_proba(np.arange(N_TEST) % 10, 0.5 + 0.1 * i, seed=10 + i)
+        for i, m in enumerate(("cnn", "lstm", "conv_gru"))
+    }
     for name, proba in (("cnn", cnn), ("lstm", lstm), ("conv_gru", noise)):
         write_cv_run(out, name, proba, tests[name])
     return dict(out=out, env=env_for(out, tmp_path), proba={"cnn": cnn, "lstm": lstm, "conv_gru": noise}, tests=tests)
@@ -90,8 +104,16 @@ def test_fit_weights_finds_the_obvious_blend():
 
 
 def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_path):
-    proc = run_module("pipeline.modeling.blend", "--models", "cnn", "lstm", "conv_gru", cwd=tmp_path,
-                      env=adversarial["env"], timeout=120)
+    proc = run_module(
+        "pipeline.modeling.blend",
+        "--models",
+        "cnn",
+        "lstm",
+        "conv_gru",
+        cwd=tmp_path,
+        env=adversarial["env"],
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     cv_dir = adversarial["out"] / "models/blend/cv"
     metrics = json.loads((cv_dir / "metrics.json").read_text())
@@ -106,7 +128,9 @@ def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_
     np.testing.assert_allclose(fold_weights.sum(1), 1, atol=1e-9)
     for f in range(FOLDS):
         np.testing.assert_allclose(fold_weights[f], blend.fit_weights(members[:, FOLD != f], Y[FOLD != f]), atol=1e-6)
-        np.testing.assert_allclose(oof["proba"][FOLD == f], blend.mix(members[:, FOLD == f], fold_weights[f]), atol=1e-6)
+        np.testing.assert_allclose(
+            oof["proba"][FOLD == f], blend.mix(members[:, FOLD == f], fold_weights[f]), atol=1e-6
+        )
     final = np.array([metrics["weights"][m] for m in names])
     np.testing.assert_allclose(final, blend.fit_weights(members, Y), atol=1e-6)
     # Fold 0 is adversarial: with it in the fit, the weights swing from cnn to lstm.
@@ -147,14 +171,18 @@ def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_
 @pytest.mark.parametrize("key, word", [("folds_sha256", "folds"), ("data_sha256", "data")])
 def test_a_blend_of_runs_on_different_folds_is_refused(adversarial, tmp_path, key, word):
     write_cv_run(adversarial["out"], "lstm", adversarial["proba"]["lstm"], **{key: "0" * 64})
-    proc = run_module("pipeline.modeling.blend", "--models", "cnn", "lstm", cwd=tmp_path, env=adversarial["env"], timeout=120)
+    proc = run_module(
+        "pipeline.modeling.blend", "--models", "cnn", "lstm", cwd=tmp_path, env=adversarial["env"], timeout=120
+    )
     line = error_line(proc)
     assert f"lstm and cnn were cross-validated on different {word}" in line
     assert not (adversarial["out"] / "models/blend/cv/metrics.json").exists()
 
 
 def test_a_missing_cv_run_names_the_make_target(adversarial, tmp_path):
-    proc = run_module("pipeline.modeling.blend", "--models", "cnn", "mlp", cwd=tmp_path, env=adversarial["env"], timeout=120)
+    proc = run_module(
+        "pipeline.modeling.blend", "--models", "cnn", "mlp", cwd=tmp_path, env=adversarial["env"], timeout=120
+    )
     assert "run `make cv MODEL=mlp` first" in error_line(proc)
 
 
@@ -177,14 +205,20 @@ def three_runs(tmp_path):
     """cnn wrong on rows 0-9 (best, 990/1000); lstm: right on 0-2, wrong on 100-111 (b=12, c=3);
     mlp: right on 3-4, wrong on 200-203 (b=4, c=2)."""
     out = tmp_path / "out"
-    runs = {"cnn": wrong_rows((0, 10)), "lstm": wrong_rows((3, 10), (100, 112)), "mlp": wrong_rows((0, 3), (5, 10), (200, 204))}
+    runs = {
+        "cnn": wrong_rows((0, 10)),
+        "lstm": wrong_rows((3, 10), (100, 112)),
+        "mlp": wrong_rows((0, 3), (5, 10), (200, 204)),
+    }
     for i, (name, wrong) in enumerate(runs.items()):
         write_cv_run(out, name, member_proba(Y, 0.8, wrong=wrong, seed=i), seconds_per_epoch=1.0 + i)
     return dict(out=out, env=env_for(out, tmp_path), wrong=runs)
 
 
 def test_mcnemar_counts_and_p_values_match_a_hand_count(three_runs, tmp_path):
-    proc = run_module("pipeline.evaluate.compare", "mlp", "lstm", "cnn", cwd=tmp_path, env=three_runs["env"], timeout=120)
+    proc = run_module(
+        "pipeline.evaluate.compare", "mlp", "lstm", "cnn", cwd=tmp_path, env=three_runs["env"], timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((three_runs["out"] / "reports/compare.json").read_text())
     rows = {r["model"]: r for r in result["rows"]}
@@ -208,7 +242,9 @@ def test_mcnemar_counts_and_p_values_match_a_hand_count(three_runs, tmp_path):
     assert rows["mlp"]["study_accuracy"] == 0.9368 and rows["cnn"]["study_accuracy"] is None
 
     md = (three_runs["out"] / "reports/compare.md").read_text()
-    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "---" not in line}
+    lines = {
+        line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "---" not in line
+    }
     assert "OOF accuracy" in lines["model"] and "McNemar p" in lines["model"] and "study" in lines["model"]
     assert "99.00%" in lines["cnn"] and "best" in lines["cnn"]
     assert "12 / 3" in lines["lstm"] and "cnn better beyond noise" in lines["lstm"] and "0.035" in lines["lstm"]

@@ -25,8 +25,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from fake_kaggle import FakeKaggle
+
 from pipeline import config
 from tests.helpers import copy_project, venv_dir
 
@@ -61,7 +61,9 @@ def keras_weights(path: Path) -> dict:
 
     with zipfile.ZipFile(path) as z, h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as h5:
         found = {}
-        h5.visititems(lambda name, obj: found.__setitem__(name, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None)
+        h5.visititems(
+            lambda name, obj: found.__setitem__(name, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None
+        )
         return found
 
 
@@ -69,8 +71,11 @@ def stable_json(value):
     """JSON without what differs between identical runs: timings, and the hashes of .keras files
     (a Keras archive records when it was saved; its weights are compared instead)."""
     if isinstance(value, dict):
-        return {k: stable_json(v) for k, v in value.items()
-                if not VOLATILE.search(k) and not k.endswith(".keras") and k != "predicted_by_sha256"}
+        return {
+            k: stable_json(v)
+            for k, v in value.items()
+            if not VOLATILE.search(k) and not k.endswith(".keras") and k != "predicted_by_sha256"
+        }
     if isinstance(value, list):
         return [stable_json(v) for v in value]
     return value
@@ -91,7 +96,9 @@ def snapshot(root: Path, reference_root: Path | None = None) -> dict:
                 found[rel] = keras_weights(path)
             elif path.suffix == ".json":
                 text = path.read_text().replace(str(root), "<root>")
-                found[rel] = stable_json(json.loads(text.replace(str(reference_root), "<root>") if reference_root else text))
+                found[rel] = stable_json(
+                    json.loads(text.replace(str(reference_root), "<root>") if reference_root else text)
+                )
             else:
                 found[rel] = path.read_bytes()
     return found
@@ -127,8 +134,14 @@ class Project:
 
     def make(self, args, extra=None, kill_after=None, module=None) -> subprocess.CompletedProcess:
         env = self.env | (extra or {})
-        proc = subprocess.Popen(["make", f"VENV={venv_dir()}", *args], cwd=self.root, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            ["make", f"VENV={venv_dir()}", *args],
+            cwd=self.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if kill_after is not None:
             deadline = time.monotonic() + kill_after
             while time.monotonic() < deadline and proc.poll() is None:
@@ -144,15 +157,26 @@ def reference(tmp_path_factory):
     """The uninterrupted run: the project before each step, each step's events and duration, and
     the outputs after it."""
     base = tmp_path_factory.mktemp("crash")
-    fake = FakeKaggle(key="fake-key-" + secrets.token_hex(16), token="fake-token-" + secrets.token_hex(16),
-                      zip_bytes=config.SAMPLE_ZIP.read_bytes()).start()
+    fake = FakeKaggle(
+        key="fake-key-" + secrets.token_hex(16),
+        token="fake-token-" + secrets.token_hex(16),
+        zip_bytes=config.SAMPLE_ZIP.read_bytes(),
+    ).start()
     root = copy_project(base / "reference")
     (base / "home" / ".kaggle").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")} | {
-        "HOME": str(base / "home"), "KAGGLE_USERNAME": fake.username, "KAGGLE_KEY": fake.key,
-        "KAGGLE_CONFIG_DIR": str(base / "home" / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-        "HTTP_PROXY": fake.proxy_url, "http_proxy": fake.proxy_url, "NO_PROXY": "", "no_proxy": "",
-        "KAGGLE_TIMEOUT": "30", "PYTHONUNBUFFERED": "1"}
+        "HOME": str(base / "home"),
+        "KAGGLE_USERNAME": fake.username,
+        "KAGGLE_KEY": fake.key,
+        "KAGGLE_CONFIG_DIR": str(base / "home" / ".kaggle"),
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "HTTP_PROXY": fake.proxy_url,
+        "http_proxy": fake.proxy_url,
+        "NO_PROXY": "",
+        "no_proxy": "",
+        "KAGGLE_TIMEOUT": "30",
+        "PYTHONUNBUFFERED": "1",
+    }
     project = Project(root, env)
     steps = []
     for name, module, args in STEPS:
@@ -163,8 +187,17 @@ def reference(tmp_path_factory):
         proc = project.make(args, {"PIPELINE_CRASH_LOG": str(log), "PIPELINE_CRASH_IN": module or "-"})
         assert proc.returncode == 0, proc.stdout + proc.stderr
         events = log.read_text().splitlines() if log.exists() else []
-        steps.append(dict(name=name, module=module, args=args, before=before, events=events,
-                          seconds=time.monotonic() - start, after=snapshot(root)))
+        steps.append(
+            dict(
+                name=name,
+                module=module,
+                args=args,
+                before=before,
+                events=events,
+                seconds=time.monotonic() - start,
+                after=snapshot(root),
+            )
+        )
     try:
         yield dict(steps=steps, fake=fake, env=env, base=base, root=root)
     finally:
@@ -198,8 +231,9 @@ def test_every_stage_survives_a_kill_anywhere(reference, tmp_path, measured):
         fake.submissions.clear()
         fake.requests.clear()
         fake.limits.update(numToday=0, numAllowedNow=5)
-        label = f"{step['name']}: " + (f"event {where} ({step['events'][where - 1]})" if kind == "event"
-                                       else f"after {where:.1f} s")
+        label = f"{step['name']}: " + (
+            f"event {where} ({step['events'][where - 1]})" if kind == "event" else f"after {where:.1f} s"
+        )
         if kind == "event":
             hit = project.make(step["args"], {"PIPELINE_CRASH_AT": str(where), "PIPELINE_CRASH_IN": step["module"]})
         else:
@@ -217,7 +251,9 @@ def test_every_stage_survives_a_kill_anywhere(reference, tmp_path, measured):
         if step["module"] == "pipeline.kaggle.submit" and len(fake.uploads) != 1:
             failures.append(f"{label}: {len(fake.uploads)} uploads, not 1")
         shutil.rmtree(root, ignore_errors=True)
-    measured(f"kill points tried: {len(points)} ({killed} killed the stage mid-run) over "
-          f"{sum(s['module'] is not None for s in steps)} stages; reference run: "
-          + ", ".join(f"{s['name']} {s['seconds']:.0f} s" for s in steps))
+    measured(
+        f"kill points tried: {len(points)} ({killed} killed the stage mid-run) over "
+        f"{sum(s['module'] is not None for s in steps)} stages; reference run: "
+        + ", ".join(f"{s['name']} {s['seconds']:.0f} s" for s in steps)
+    )
     assert not failures, "\n".join(failures)

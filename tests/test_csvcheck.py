@@ -27,8 +27,11 @@ def with_cell(row: int, col: int, value: str) -> str:
 
 
 def with_header(header) -> str:
-    return csv_text(header, [r[: len(header)] + [] for r in digits_table(2)]) if len(header) <= 785 else \
-        csv_text(header, [r + ["0"] * (len(header) - 785) for r in digits_table(2)])
+    return (
+        csv_text(header, [r[: len(header)] + [] for r in digits_table(2)])
+        if len(header) <= 785
+        else csv_text(header, [r + ["0"] * (len(header) - 785) for r in digits_table(2)])
+    )
 
 
 BAD_TRAIN = {
@@ -38,8 +41,14 @@ BAD_TRAIN = {
     "missing column": (with_header(TRAIN_HEADER[:-1]), "'pixel783' is missing"),
     "extra column": (with_header([*TRAIN_HEADER, "extra"]), "extra column 'extra'"),
     "duplicated column": (with_header([*TRAIN_HEADER[:-1], "pixel5"]), "column 'pixel5' appears twice"),
-    "renamed column": (with_header([*TRAIN_HEADER[:6], "px5", *TRAIN_HEADER[7:]]), "header field 7 is 'px5', expected 'pixel5'"),
-    "columns out of order": (with_header([TRAIN_HEADER[0], TRAIN_HEADER[2], TRAIN_HEADER[1], *TRAIN_HEADER[3:]]), "out of order"),
+    "renamed column": (
+        with_header([*TRAIN_HEADER[:6], "px5", *TRAIN_HEADER[7:]]),
+        "header field 7 is 'px5', expected 'pixel5'",
+    ),
+    "columns out of order": (
+        with_header([TRAIN_HEADER[0], TRAIN_HEADER[2], TRAIN_HEADER[1], *TRAIN_HEADER[3:]]),
+        "out of order",
+    ),
     "non-numeric cell": (with_cell(1, 11, "abc"), "line 3, column 'pixel10': 'abc' is not an integer 0-255"),
     "empty cell": (with_cell(0, 5, ""), "line 2, column 'pixel4': empty cell"),
     "NaN": (with_cell(2, 100, "NaN"), "line 4, column 'pixel99': 'NaN' is not an integer 0-255"),
@@ -52,9 +61,18 @@ BAD_TRAIN = {
     "label -1": (with_cell(2, 0, "-1"), "line 4, column 'label': -1 is outside 0-9"),
     "semicolon delimiter": (csv_text(TRAIN_HEADER, digits_table(2), sep=";"), "header uses ';' as delimiter"),
     "tab delimiter": (csv_text(TRAIN_HEADER, digits_table(2), sep="\t"), "header uses '\\t' as delimiter"),
-    "quoted numbers": (csv_text(TRAIN_HEADER, [[f'"{v}"' for v in r] for r in digits_table(2)]), "line 2, column 'label': quoted value"),
-    "row with an extra field": (csv_text(TRAIN_HEADER, digits_table(3)).replace("\n", ",7\n", 3).replace(",7\n", "\n", 2), "line 3: 786 fields, expected 785"),
-    "blank line": (good_train(2).replace("\n", "\n\n", 2).replace("\n\n", "\n", 1), "line 3, column 'label': empty cell"),
+    "quoted numbers": (
+        csv_text(TRAIN_HEADER, [[f'"{v}"' for v in r] for r in digits_table(2)]),
+        "line 2, column 'label': quoted value",
+    ),
+    "row with an extra field": (
+        csv_text(TRAIN_HEADER, digits_table(3)).replace("\n", ",7\n", 3).replace(",7\n", "\n", 2),
+        "line 3: 786 fields, expected 785",
+    ),
+    "blank line": (
+        good_train(2).replace("\n", "\n\n", 2).replace("\n\n", "\n", 1),
+        "line 3, column 'label': empty cell",
+    ),
     "short row": (good_train(3).rsplit(",", 1)[0] + "\n", "line 4, column 'pixel783': empty cell"),
 }
 
@@ -77,7 +95,9 @@ def test_non_utf8_header_is_refused(tmp_path):
         csvcheck.read_train(path)
 
 
-@pytest.mark.parametrize("bom, eol", [("\ufeff", "\n"), ("", "\r\n"), ("\ufeff", "\r\n")], ids=["BOM", "CRLF", "BOM+CRLF"])
+@pytest.mark.parametrize(
+    "bom, eol", [("\ufeff", "\n"), ("", "\r\n"), ("\ufeff", "\r\n")], ids=["BOM", "CRLF", "BOM+CRLF"]
+)
 def test_bom_and_crlf_are_accepted(tmp_path, bom, eol):
     table = digits_table(4)
     plain = csvcheck.read_train(write(tmp_path, csv_text(TRAIN_HEADER, table), "plain.csv"))
@@ -123,7 +143,11 @@ def test_test_file_has_no_label_column(tmp_path):
 BAD_SUBMISSIONS = {
     "wrong header": ("ImageID,Label\n1,3\n2,4\n", 2, "header field 1 is 'ImageID', expected 'ImageId'"),
     "duplicate ImageId": ("ImageId,Label\n1,3\n1,4\n", 2, "line 3, column 'ImageId': ImageId 1 is a duplicate"),
-    "missing ImageId": ("ImageId,Label\n1,3\n3,4\n4,1\n", 3, "line 3, column 'ImageId': ImageId 3 where 2 was expected"),
+    "missing ImageId": (
+        "ImageId,Label\n1,3\n3,4\n4,1\n",
+        3,
+        "line 3, column 'ImageId': ImageId 3 where 2 was expected",
+    ),
     "label 10": ("ImageId,Label\n1,10\n2,4\n", 2, "line 2, column 'Label': 10 is outside 0-9"),
     "label -1": ("ImageId,Label\n1,3\n2,-1\n", 2, "line 3, column 'Label': -1 is outside 0-9"),
     "row count differs from test.csv": ("ImageId,Label\n1,3\n2,4\n", 3, "has 2 rows but test.csv has 3"),

@@ -76,7 +76,7 @@ def test_the_printed_oof_accuracy_is_the_saved_predictions_accuracy(project):
     root, out = project
     oof = np.load(root / "models/mlp/cv/oof.npz")
     recomputed = float((oof["proba"].argmax(1) == oof["y_true"]).mean())
-    line = next(l for l in out.splitlines() if "OOF accuracy" in l)
+    line = next(ln for ln in out.splitlines() if "OOF accuracy" in ln)
     printed = float(re.search(r"OOF accuracy (\d+\.\d+)%", line)[1]) / 100
     assert printed == pytest.approx(recomputed, abs=5e-5)
     assert re.search(r"95% CI \d+\.\d+%-\d+\.\d+%", line) and line.count("%") >= 3 + FOLDS

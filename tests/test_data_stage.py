@@ -8,8 +8,16 @@ import pytest
 from pipeline import config
 from pipeline.datasource import Source, choose_source
 from pipeline.errors import PipelineError
-from tests.helpers import (TRAIN_HEADER, competition_files, copy_project, csv_text, digits_table,
-                           error_line, make_zip, run_module)
+from tests.helpers import (
+    TRAIN_HEADER,
+    competition_files,
+    copy_project,
+    csv_text,
+    digits_table,
+    error_line,
+    make_zip,
+    run_module,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +38,33 @@ def bad_zips(tmp):
     good = competition_files()
     sample = (config.SAMPLE_ZIP).read_bytes()
     cases = {
-        "bad cell in train.csv": (make_zip(tmp / "cell.zip", competition_files(train_text=csv_text(
-            TRAIN_HEADER, [r[:50] + ["300"] + r[51:] for r in digits_table(3)]))), "train.csv: line 2, column 'pixel49': 300 is outside 0-255"),
+        "bad cell in train.csv": (
+            make_zip(
+                tmp / "cell.zip",
+                competition_files(
+                    train_text=csv_text(TRAIN_HEADER, [r[:50] + ["300"] + r[51:] for r in digits_table(3)])
+                ),
+            ),
+            "train.csv: line 2, column 'pixel49': 300 is outside 0-255",
+        ),
         "truncated zip": (tmp / "truncated.zip", "not a readable zip file"),
         "not a zip": (tmp / "notzip.zip", "not a readable zip file"),
-        "zip without train.csv": (make_zip(tmp / "notrain.zip", {k: v for k, v in good.items() if k != "train.csv"}), "no train.csv in the zip"),
-        "zip escaping the folder": (make_zip(tmp / "escape.zip", good | {"../evil.csv": "x"}), "refused: member '../evil.csv' would be written outside"),
-        "zip with an absolute path": (make_zip(tmp / "abs.zip", good | {"/tmp/evil.csv": "x"}), "refused: member '/tmp/evil.csv'"),
-        "sample_submission rows differ": (make_zip(tmp / "rows.zip", good | {"sample_submission.csv": "ImageId,Label\n1,0\n"}), "has 1 rows but test.csv has 12"),
+        "zip without train.csv": (
+            make_zip(tmp / "notrain.zip", {k: v for k, v in good.items() if k != "train.csv"}),
+            "no train.csv in the zip",
+        ),
+        "zip escaping the folder": (
+            make_zip(tmp / "escape.zip", good | {"../evil.csv": "x"}),
+            "refused: member '../evil.csv' would be written outside",
+        ),
+        "zip with an absolute path": (
+            make_zip(tmp / "abs.zip", good | {"/tmp/evil.csv": "x"}),
+            "refused: member '/tmp/evil.csv'",
+        ),
+        "sample_submission rows differ": (
+            make_zip(tmp / "rows.zip", good | {"sample_submission.csv": "ImageId,Label\n1,0\n"}),
+            "has 1 rows but test.csv has 12",
+        ),
         "folder missing test.csv": (tmp / "folder", "no test.csv in this folder"),
         "no such path": (tmp / "nowhere.zip", "no such file or folder"),
     }
@@ -53,8 +80,17 @@ def corpus(tmp_path_factory):
     return bad_zips(tmp_path_factory.mktemp("bad"))
 
 
-CASES = ["bad cell in train.csv", "truncated zip", "not a zip", "zip without train.csv", "zip escaping the folder",
-         "zip with an absolute path", "sample_submission rows differ", "folder missing test.csv", "no such path"]
+CASES = [
+    "bad cell in train.csv",
+    "truncated zip",
+    "not a zip",
+    "zip without train.csv",
+    "zip escaping the folder",
+    "zip with an absolute path",
+    "sample_submission rows differ",
+    "folder missing test.csv",
+    "no such path",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -78,7 +114,9 @@ def test_good_zip_installs_the_files_and_the_manifest(tmp_path):
     manifest = json.loads((root / "data/raw/source.json").read_text())
     assert manifest["origin"] == "local" and manifest["from_kaggle"] is False
     assert manifest["rows"] == {"train": 40, "test": 15}
-    assert sorted(p.name for p in (root / "data/raw").iterdir()) == sorted([*config.RAW_FILES, "arrays.npz", "source.json"])
+    assert sorted(p.name for p in (root / "data/raw").iterdir()) == sorted(
+        [*config.RAW_FILES, "arrays.npz", "source.json"]
+    )
 
 
 def mount(input_root, *parts, files=None):
@@ -102,18 +140,29 @@ def test_source_order(tmp_path):
         choose_source(str(tmp_path / "missing.zip"), notebook, never)
 
 
-@pytest.mark.parametrize("parts", [
-    ("competitions", "digit-recognizer"),  # pushed notebooks, 2026
-    ("digit-recognizer",),                 # older notebooks
-    ("datasets", "someone", "mnist-as-kaggle-csv"),  # found by the search, under any name
-    ("my-upload", "v2", "csv"),
-])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("competitions", "digit-recognizer"),  # pushed notebooks, 2026
+        ("digit-recognizer",),  # older notebooks
+        ("datasets", "someone", "mnist-as-kaggle-csv"),  # found by the search, under any name
+        ("my-upload", "v2", "csv"),
+    ],
+)
 def test_the_competition_is_found_wherever_kaggle_mounts_it(tmp_path, parts):
     from pipeline.datasource import find_competition
 
     root = tmp_path / "input"
-    mount(root, "competitions", "titanic", files={"train.csv": "PassengerId,Survived\n1,0\n", "test.csv": "x\n",
-                                                  "sample_submission.csv": "PassengerId,Survived\n"})
+    mount(
+        root,
+        "competitions",
+        "titanic",
+        files={
+            "train.csv": "PassengerId,Survived\n1,0\n",
+            "test.csv": "x\n",
+            "sample_submission.csv": "PassengerId,Survived\n",
+        },
+    )
     assert find_competition(root) is None
     assert find_competition(root / "nothing-here") is None
     mount(root, *parts)
@@ -127,8 +176,10 @@ def test_a_notebook_without_the_competition_lists_what_its_input_holds(tmp_path)
     with pytest.raises(PipelineError) as caught:
         choose_source(None, root, lambda: False, in_notebook=True)
     message = str(caught.value)
-    assert message.startswith(f"the digit-recognizer competition's files (train.csv, test.csv, sample_submission.csv) "
-                              f"are nowhere under {root}, which holds: ")
+    assert message.startswith(
+        f"the digit-recognizer competition's files (train.csv, test.csv, sample_submission.csv) "
+        f"are nowhere under {root}, which holds: "
+    )
     assert "competitions/titanic/gender_submission.csv, competitions/titanic/train.csv, datasets/me/weights" in message
     assert message.endswith("attach the digit-recognizer competition to this notebook")
     with pytest.raises(PipelineError, match="which holds: nothing \\(no such folder\\)"):

@@ -1,6 +1,7 @@
 """Data-parallel training through the frameworks' own engines, on a CPU split in two."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,17 @@ def project(tmp_path_factory):
 def test_data_parallel_training_uses_two_devices(project, backend):
     env = {"KERAS_BACKEND": backend, "PIPELINE_CPU_DEVICES": "2"}
     out = f"models/dp-{backend}"
-    proc = run_module("pipeline.params", "--model", "conv_gru", "--out", f"{out}/params.json",
-                      "train.distribute=on", "train.conv_gru.epochs=1", cwd=project, env=env)
+    proc = run_module(
+        "pipeline.params",
+        "--model",
+        "conv_gru",
+        "--out",
+        f"{out}/params.json",
+        "train.distribute=on",
+        "train.conv_gru.epochs=1",
+        cwd=project,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     proc = run_module("pipeline.modeling.train", "--model", "conv_gru", "--out", out, "--quiet", cwd=project, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,7 +48,7 @@ def test_training_and_prediction_run_where_tensorflow_is_not_installed(project, 
 
     site = tmp_path / "site"
     site.mkdir()
-    for entry in __import__("pathlib").Path(sysconfig.get_paths()["purelib"]).iterdir():
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if not entry.name.lower().startswith(("tensorflow", "tensorboard", "tf_keras")):
             (site / entry.name).symlink_to(entry)
     env = {"KERAS_BACKEND": "jax", "PYTHONPATH": str(site)}
@@ -46,10 +56,26 @@ def test_training_and_prediction_run_where_tensorflow_is_not_installed(project, 
     proc = run([*python, "-c", "import tensorflow"], cwd=project, env=env)
     assert proc.returncode != 0  # really absent
     out = "models/conv_gru"
-    proc = run([*python, "-m", "pipeline.params", "--model", "conv_gru", "--out", f"{out}/params.json",
-                "train.conv_gru.epochs=1"], cwd=project, env=env)
+    proc = run(
+        [
+            *python,
+            "-m",
+            "pipeline.params",
+            "--model",
+            "conv_gru",
+            "--out",
+            f"{out}/params.json",
+            "train.conv_gru.epochs=1",
+        ],
+        cwd=project,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = run([*python, "-m", "pipeline.params", "--predict", "--model", "conv_gru", "--out", f"{out}/predict.json"], cwd=project, env=env)
+    proc = run(
+        [*python, "-m", "pipeline.params", "--predict", "--model", "conv_gru", "--out", f"{out}/predict.json"],
+        cwd=project,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     for module in ("pipeline.modeling.train", "pipeline.modeling.predict"):
         proc = run([*python, "-m", module, "--model", "conv_gru"], cwd=project, env=env)

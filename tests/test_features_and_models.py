@@ -1,5 +1,7 @@
 """The reshape into row sequences, and the models' shapes and parameter counts."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -23,7 +25,7 @@ def test_seed_model_matches_the_study_layer_by_layer():
     from pipeline.modeling.models import build_model
 
     model = build_model("conv_gru")
-    layers = {l.name: l for l in model.layers}
+    layers = {layer.name: layer for layer in model.layers}
     expected = {  # name: (output shape, parameters)
         "conv1": ((None, 26, 32), 2_720),
         "conv2": ((None, 24, 32), 3_104),
@@ -127,8 +129,14 @@ def test_the_fused_batch_norm_computes_what_kerass_does():
 
     from tests.helpers import REPO
 
-    proc = subprocess.run([sys.executable, "-c", FUSED_BN_CHECK], cwd=REPO, capture_output=True, text=True,
-                          env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", FUSED_BN_CHECK],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "same", proc.stderr[-2000:]
 
 
@@ -139,15 +147,21 @@ def test_a_saved_cnn_loads_in_a_fresh_process(tmp_path):
 
     from tests.helpers import REPO
 
-    save = ("import sys; from pipeline.modeling import backend; backend.init(0, 'tensorflow'); "
-            "from pipeline.modeling.models import build_model; from pipeline import files; from pathlib import Path; "
-            "p = Path(sys.argv[1]); build_model('cnn', augment=True, seed=0, width=4).save(p); "
-            "files.write_json(p.parent / 'metrics.json', {'outputs': files.outputs(p.parent, [p.name])})")
-    load = ("import sys, numpy as np; from pathlib import Path; from pipeline.modeling import backend; backend.init(0); "
-            "from pipeline.modeling.predict import load_model, predict_labels; "
-            "print(predict_labels(load_model(Path(sys.argv[1])), np.zeros((3, 28, 28), 'float32'))[0].shape)")
+    save = (
+        "import sys; from pipeline.modeling import backend; backend.init(0, 'tensorflow'); "
+        "from pipeline.modeling.models import build_model; from pipeline import files; from pathlib import Path; "
+        "p = Path(sys.argv[1]); build_model('cnn', augment=True, seed=0, width=4).save(p); "
+        "files.write_json(p.parent / 'metrics.json', {'outputs': files.outputs(p.parent, [p.name])})"
+    )
+    load = (
+        "import sys, numpy as np; from pathlib import Path; from pipeline.modeling import backend; backend.init(0); "
+        "from pipeline.modeling.predict import load_model, predict_labels; "
+        "print(predict_labels(load_model(Path(sys.argv[1])), np.zeros((3, 28, 28), 'float32'))[0].shape)"
+    )
     path = tmp_path / "model.keras"
     for code in (save, load):
-        proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "(3,)"

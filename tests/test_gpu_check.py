@@ -11,8 +11,21 @@ pytestmark = pytest.mark.slow
 
 def test_the_gpu_check_runs_the_notebook_script_and_reports_each_run(tmp_path):
     out = tmp_path / "gpu-check.json"
-    proc = run([str(venv_dir() / "bin" / "python"), "-m", "pipeline.speed.gpu_check", "--epochs-scale", "0.01",
-                "--only", "cnn mixed_float16", "--out", str(out)], cwd=tmp_path, timeout=600)
+    proc = run(
+        [
+            str(venv_dir() / "bin" / "python"),
+            "-m",
+            "pipeline.speed.gpu_check",
+            "--epochs-scale",
+            "0.01",
+            "--only",
+            "cnn mixed_float16",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads(out.read_text())
     # One of the three runs (the seed model's notebook run is tests/test_kernel.py's): the CNN in float16.

@@ -12,11 +12,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import isolate_kaggle_env, tiny_competition_zip
+
 from pipeline import config
-from pipeline.kaggle import client as kaggle_client
 from pipeline.errors import PipelineError
+from pipeline.kaggle import client as kaggle_client
 
 ROOT = Path(__file__).resolve().parent.parent
 ZIP_NAME = f"{config.COMPETITION}.zip"
@@ -156,8 +156,11 @@ def test_submit_uploads_the_file_with_its_message(fake_kaggle, csv_file):
     assert start["fileName"] == "submission.csv" and start["contentLength"] == csv_file.stat().st_size
     assert fake_kaggle.uploads == [csv_file.read_bytes()]
     create = fake_kaggle.calls("CreateSubmission")[0].json
-    assert create == {"competitionName": config.COMPETITION, "blobFileTokens": "fake-blob-token-1",
-                      "submissionDescription": "conv_gru, seed 1"}
+    assert create == {
+        "competitionName": config.COMPETITION,
+        "blobFileTokens": "fake-blob-token-1",
+        "submissionDescription": "conv_gru, seed 1",
+    }
 
 
 def test_submit_reports_a_failed_upload(fake_kaggle, csv_file):
@@ -200,10 +203,20 @@ def test_submissions_newest_first(fake_kaggle):
 
     assert rows == [
         {"ref": 3, "date": "2024-05-04 09:30:00", "description": "third", "status": "pending", "public_score": None},
-        {"ref": 2, "date": "2024-05-03 08:00:00", "description": "second", "status": "complete",
-         "public_score": "0.98100"},
-        {"ref": 1, "date": "2024-05-01 08:00:00", "description": "first", "status": "complete",
-         "public_score": "0.97000"},
+        {
+            "ref": 2,
+            "date": "2024-05-03 08:00:00",
+            "description": "second",
+            "status": "complete",
+            "public_score": "0.98100",
+        },
+        {
+            "ref": 1,
+            "date": "2024-05-01 08:00:00",
+            "description": "first",
+            "status": "complete",
+            "public_score": "0.97000",
+        },
     ]
     request = fake_kaggle.calls("ListSubmissions")[0].json
     assert request["competitionName"] == config.COMPETITION and request["page"] == 1
@@ -226,8 +239,14 @@ def test_limits_follow_submissions(fake_kaggle, csv_file):
 
 
 def run_submissions(env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.kaggle.submissions"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.kaggle.submissions"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_history_cli_prints_a_table(fake_kaggle, kaggle_env):
@@ -275,9 +294,11 @@ def test_wrong_key_is_401(fake_kaggle, tmp_path, monkeypatch):
 @pytest.mark.parametrize("call", ["download", "submit", "submissions"])
 def test_rules_not_accepted_is_403(fake_kaggle, tmp_path, csv_file, call):
     fake_kaggle.status["*"] = 403
-    calls = {"download": lambda: kaggle_client.download_competition(tmp_path / "download"),
-             "submit": lambda: kaggle_client.submit(csv_file, "m"),
-             "submissions": kaggle_client.submissions}
+    calls = {
+        "download": lambda: kaggle_client.download_competition(tmp_path / "download"),
+        "submit": lambda: kaggle_client.submit(csv_file, "m"),
+        "submissions": kaggle_client.submissions,
+    }
 
     message = error_of(calls[call])
 
@@ -325,9 +346,11 @@ def test_connection_refused(fake_kaggle, tmp_path, monkeypatch):
 @pytest.mark.parametrize("call", ["download", "submit", "submissions"])
 def test_a_server_that_never_answers_times_out(fake_kaggle, tmp_path, csv_file, call):
     fake_kaggle.hang.add("*")
-    calls = {"download": lambda: kaggle_client.download_competition(tmp_path / "download"),
-             "submit": lambda: kaggle_client.submit(csv_file, "m"),
-             "submissions": kaggle_client.submissions}
+    calls = {
+        "download": lambda: kaggle_client.download_competition(tmp_path / "download"),
+        "submit": lambda: kaggle_client.submit(csv_file, "m"),
+        "submissions": kaggle_client.submissions,
+    }
     started = time.monotonic()
 
     message = error_of(calls[call])
@@ -378,8 +401,16 @@ def test_missing_credentials_message_names_the_mechanisms():
     message = kaggle_client.missing_credentials_message()
 
     assert "\n" not in message
-    for part in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "kaggle.json", "KAGGLE_CONFIG_DIR",
-                 "access_token", "https://www.kaggle.com/settings", "Create New Token"):
+    for part in (
+        "KAGGLE_API_TOKEN",
+        "KAGGLE_USERNAME",
+        "KAGGLE_KEY",
+        "kaggle.json",
+        "KAGGLE_CONFIG_DIR",
+        "access_token",
+        "https://www.kaggle.com/settings",
+        "Create New Token",
+    ):
         assert part in message
 
 
@@ -427,35 +458,81 @@ def _write(path: Path, text: str) -> None:
 KEY_JSON = json.dumps({"username": "someone", "key": "0123456789abcdef"})
 MECHANISMS = {
     "nothing": (False, lambda home, mp: None),
-    "kaggle.json in KAGGLE_CONFIG_DIR": (True, lambda home, mp: (
-        _write(home / "cfg" / "kaggle.json", KEY_JSON), mp.setenv("KAGGLE_CONFIG_DIR", str(home / "cfg")))),
-    "kaggle.json outside KAGGLE_CONFIG_DIR": (False, lambda home, mp: (
-        _write(home / ".kaggle" / "kaggle.json", KEY_JSON), mp.setenv("KAGGLE_CONFIG_DIR", str(home / "cfg")))),
+    "kaggle.json in KAGGLE_CONFIG_DIR": (
+        True,
+        lambda home, mp: (
+            _write(home / "cfg" / "kaggle.json", KEY_JSON),
+            mp.setenv("KAGGLE_CONFIG_DIR", str(home / "cfg")),
+        ),
+    ),
+    "kaggle.json outside KAGGLE_CONFIG_DIR": (
+        False,
+        lambda home, mp: (
+            _write(home / ".kaggle" / "kaggle.json", KEY_JSON),
+            mp.setenv("KAGGLE_CONFIG_DIR", str(home / "cfg")),
+        ),
+    ),
     "~/.kaggle/kaggle.json": (True, lambda home, mp: _write(home / ".kaggle" / "kaggle.json", KEY_JSON)),
-    "~/.config/kaggle/kaggle.json": (True, lambda home, mp: _write(home / ".config" / "kaggle" / "kaggle.json",
-                                                                   KEY_JSON)),
-    "$XDG_CONFIG_HOME/kaggle/kaggle.json": (True, lambda home, mp: (
-        _write(home / "xdg" / "kaggle" / "kaggle.json", KEY_JSON), mp.setenv("XDG_CONFIG_HOME", str(home / "xdg")))),
-    "kaggle.json without a key": (False, lambda home, mp: _write(home / ".kaggle" / "kaggle.json",
-                                                                 '{"username": "someone"}')),
-    "KAGGLE_USERNAME and KAGGLE_KEY": (True, lambda home, mp: (
-        mp.setenv("KAGGLE_USERNAME", "someone"), mp.setenv("KAGGLE_KEY", "0123456789abcdef"))),
+    "~/.config/kaggle/kaggle.json": (
+        True,
+        lambda home, mp: _write(home / ".config" / "kaggle" / "kaggle.json", KEY_JSON),
+    ),
+    "$XDG_CONFIG_HOME/kaggle/kaggle.json": (
+        True,
+        lambda home, mp: (
+            _write(home / "xdg" / "kaggle" / "kaggle.json", KEY_JSON),
+            mp.setenv("XDG_CONFIG_HOME", str(home / "xdg")),
+        ),
+    ),
+    "kaggle.json without a key": (
+        False,
+        lambda home, mp: _write(home / ".kaggle" / "kaggle.json", '{"username": "someone"}'),
+    ),
+    "KAGGLE_USERNAME and KAGGLE_KEY": (
+        True,
+        lambda home, mp: (mp.setenv("KAGGLE_USERNAME", "someone"), mp.setenv("KAGGLE_KEY", "0123456789abcdef")),
+    ),
     "KAGGLE_USERNAME alone": (False, lambda home, mp: mp.setenv("KAGGLE_USERNAME", "someone")),
-    "KAGGLE_KEY with username in kaggle.json": (True, lambda home, mp: (
-        _write(home / ".kaggle" / "kaggle.json", '{"username": "someone"}'), mp.setenv("KAGGLE_KEY", "k3y-k3y"))),
+    "KAGGLE_KEY with username in kaggle.json": (
+        True,
+        lambda home, mp: (
+            _write(home / ".kaggle" / "kaggle.json", '{"username": "someone"}'),
+            mp.setenv("KAGGLE_KEY", "k3y-k3y"),
+        ),
+    ),
     "KAGGLE_API_TOKEN": (True, lambda home, mp: mp.setenv("KAGGLE_API_TOKEN", "KGAT_0123456789")),
-    "KAGGLE_API_TOKEN as a file": (True, lambda home, mp: (
-        _write(home / "token.txt", "KGAT_0123456789\n"), mp.setenv("KAGGLE_API_TOKEN", str(home / "token.txt")))),
+    "KAGGLE_API_TOKEN as a file": (
+        True,
+        lambda home, mp: (
+            _write(home / "token.txt", "KGAT_0123456789\n"),
+            mp.setenv("KAGGLE_API_TOKEN", str(home / "token.txt")),
+        ),
+    ),
     "~/.kaggle/access_token": (True, lambda home, mp: _write(home / ".kaggle" / "access_token", "KGAT_0123\n")),
     "~/.kaggle/access_token.txt": (True, lambda home, mp: _write(home / ".kaggle" / "access_token.txt", "KGAT_1")),
     "empty ~/.kaggle/access_token": (False, lambda home, mp: _write(home / ".kaggle" / "access_token", "\n")),
-    "~/.kaggle/credentials.json (kaggle auth login)": (True, lambda home, mp: _write(
-        home / ".kaggle" / "credentials.json", json.dumps({"refresh_token": "r3fresh", "username": "someone"}))),
-    "KAGGLE_API_V1_TOKEN in a Kaggle notebook": (True, lambda home, mp: (
-        _write(home / "nb-token", "KGAT_nb"), mp.setenv("KAGGLE_API_V1_TOKEN", str(home / "nb-token")),
-        mp.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive"), mp.setenv("KAGGLE_DATA_PROXY_URL", "http://proxy"))),
-    "KAGGLE_API_V1_TOKEN outside a notebook": (False, lambda home, mp: (
-        _write(home / "nb-token", "KGAT_nb"), mp.setenv("KAGGLE_API_V1_TOKEN", str(home / "nb-token")))),
+    "~/.kaggle/credentials.json (kaggle auth login)": (
+        True,
+        lambda home, mp: _write(
+            home / ".kaggle" / "credentials.json", json.dumps({"refresh_token": "r3fresh", "username": "someone"})
+        ),
+    ),
+    "KAGGLE_API_V1_TOKEN in a Kaggle notebook": (
+        True,
+        lambda home, mp: (
+            _write(home / "nb-token", "KGAT_nb"),
+            mp.setenv("KAGGLE_API_V1_TOKEN", str(home / "nb-token")),
+            mp.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive"),
+            mp.setenv("KAGGLE_DATA_PROXY_URL", "http://proxy"),
+        ),
+    ),
+    "KAGGLE_API_V1_TOKEN outside a notebook": (
+        False,
+        lambda home, mp: (
+            _write(home / "nb-token", "KGAT_nb"),
+            mp.setenv("KAGGLE_API_V1_TOKEN", str(home / "nb-token")),
+        ),
+    ),
 }
 
 
@@ -471,8 +548,10 @@ def test_credentials_available(mechanism, tmp_path, monkeypatch):
 
 def test_credentials_available_does_not_import_kaggle(tmp_path, monkeypatch):
     isolate_kaggle_env(monkeypatch, tmp_path / "home")
-    code = ("import sys; from pipeline.kaggle import client as k; k.credentials_available(); "
-            "k.missing_credentials_message(); print('kaggle' in sys.modules)")
+    code = (
+        "import sys; from pipeline.kaggle import client as k; k.credentials_available(); "
+        "k.missing_credentials_message(); print('kaggle' in sys.modules)"
+    )
 
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
 

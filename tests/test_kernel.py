@@ -18,10 +18,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from fake_kaggle import FakeKaggle, notebook_log, run_notebook
+
 from pipeline import config, csvcheck
-from pipeline.kaggle import client as kaggle_client, kernel
+from pipeline.kaggle import client as kaggle_client
+from pipeline.kaggle import kernel
 from tests.helpers import copy_project, error_line, run, run_module, venv_dir
 
 KERNEL_ID = "tester/digit-recognizer-pipeline"
@@ -47,11 +48,13 @@ def finished_output(model: str = "mlp", rows: int = 3) -> dict[str, bytes]:
     source = {"origin": "kaggle-notebook", "from_kaggle": True, "rows": {"train": 10, "test": rows}}
     record = {"settings": {"MODEL": model, "EPOCHS": "1"}, "returncode": 0}
     return {
-        "pipeline-output.tar.gz": output_archive({
-            "data/raw/source.json": json.dumps(source).encode(),
-            f"submissions/{name}": csv,
-            f"submissions/{Path(name).with_suffix('.json')}": json.dumps({"val_accuracy": 0.9}).encode(),
-        }),
+        "pipeline-output.tar.gz": output_archive(
+            {
+                "data/raw/source.json": json.dumps(source).encode(),
+                f"submissions/{name}": csv,
+                f"submissions/{Path(name).with_suffix('.json')}": json.dumps({"val_accuracy": 0.9}).encode(),
+            }
+        ),
         "pipeline-run.json": json.dumps(record).encode(),
         "submission.csv": csv,
     }
@@ -93,8 +96,8 @@ def test_push_sends_a_private_gpu_script_with_the_competition_and_fetches_its_ou
     # Polled by version, one line per poll, then fetched.
     polls = fake_kaggle.calls("GetKernelSessionStatus")
     assert len(polls) == 3 and all(c.json["versionLabel"] == "v1" for c in polls)
-    lines = [l for l in proc.stdout.splitlines() if "since the push" in l]
-    assert [l.split(",")[0] for l in lines] == ["kernel: QUEUED", "kernel: RUNNING", "kernel: COMPLETE"]
+    lines = [line for line in proc.stdout.splitlines() if "since the push" in line]
+    assert [line.split(",")[0] for line in lines] == ["kernel: QUEUED", "kernel: RUNNING", "kernel: COMPLETE"]
     out = tmp_path / "out" / "kernel" / "output"
     assert (out / "submissions" / "submission-mlp.csv").read_bytes() == fake_kaggle.kernel_files["submission.csv"]
     assert (out / "data/raw/source.json").is_file() and not (out / kernel.ARCHIVE).exists()
@@ -114,15 +117,24 @@ def test_no_credentials(fake_kaggle, kaggle_env, tmp_path):
     assert fake_kaggle.requests == []
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ({"error": "Notebook text exceeds the maximum size"},
-     f"Kaggle refused the notebook {KERNEL_ID}: Notebook text exceeds the maximum size"),
-    ({"ref": "/code/x", "url": "u", "versionNumber": 1, "invalidCompetitionSources": ["digit-recognizer"]},
-     "without sources it cannot attach (competition digit-recognizer), so it would run without its data: "
-     f"accept the competition's rules at {kaggle_client.RULES_URL}"),
-    ({"ref": "/code/x", "url": "u", "versionNumber": 1, "invalidDatasetSources": ["someone/gone"]},
-     "(dataset someone/gone)"),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        (
+            {"error": "Notebook text exceeds the maximum size"},
+            f"Kaggle refused the notebook {KERNEL_ID}: Notebook text exceeds the maximum size",
+        ),
+        (
+            {"ref": "/code/x", "url": "u", "versionNumber": 1, "invalidCompetitionSources": ["digit-recognizer"]},
+            "without sources it cannot attach (competition digit-recognizer), so it would run without its data: "
+            f"accept the competition's rules at {kaggle_client.RULES_URL}",
+        ),
+        (
+            {"ref": "/code/x", "url": "u", "versionNumber": 1, "invalidDatasetSources": ["someone/gone"]},
+            "(dataset someone/gone)",
+        ),
+    ],
+)
 def test_a_refused_push(fake_kaggle, kaggle_env, tmp_path, answer, expected):
     fake_kaggle.save_kernel_answer = answer
 
@@ -147,11 +159,14 @@ def test_gpu_quota_used_up(fake_kaggle, kaggle_env, tmp_path, where):
     assert ("GPU session count" if where == "push" else "hours allowed to use GPU") in line
 
 
-@pytest.mark.parametrize("setting, shape, gpu, tpu", [
-    ("none", None, False, False),
-    ("NvidiaL4", "NvidiaL4", True, False),  # any other name Kaggle lists goes as it is
-    ("TpuV5E8", "TpuV5E8", False, True),
-])
+@pytest.mark.parametrize(
+    "setting, shape, gpu, tpu",
+    [
+        ("none", None, False, False),
+        ("NvidiaL4", "NvidiaL4", True, False),  # any other name Kaggle lists goes as it is
+        ("TpuV5E8", "TpuV5E8", False, True),
+    ],
+)
 def test_the_accelerator_is_asked_for_by_name(fake_kaggle, kaggle_env, tmp_path, setting, shape, gpu, tpu):
     fake_kaggle.kernel_statuses = ["COMPLETE"]
     fake_kaggle.kernel_files = finished_output("conv_gru")
@@ -181,17 +196,21 @@ def test_a_notebook_ending_in_error_shows_the_end_of_its_log(fake_kaggle, kaggle
     fake_kaggle.kernel_statuses = ["RUNNING", "ERROR"]
     fake_kaggle.kernel_failure_message = "Your notebook hit an unhandled error while executing"
     fake_kaggle.kernel_files = {"pipeline-run.json": b'{"returncode": 2}', "big.bin": b"x" * 1000}
-    fake_kaggle.kernel_log = notebook_log("training...\nmake: *** [Makefile:120: models/mlp/metrics.json] Error 2\n"
-                                          "error: train.mlp.epochs=0 is out of range (1-1000)\n"
-                                          "[pipeline] make exited 2 after 12 s; output: submission.csv\n")
+    fake_kaggle.kernel_log = notebook_log(
+        "training...\nmake: *** [Makefile:120: models/mlp/metrics.json] Error 2\n"
+        "error: train.mlp.epochs=0 is out of range (1-1000)\n"
+        "[pipeline] make exited 2 after 12 s; output: submission.csv\n"
+    )
 
     proc = kernel_cli("run", "MODEL=mlp", cwd=tmp_path, env=kaggle_env)
 
     line = error_line(proc)
     assert f"the notebook {KERNEL_ID} (version 1) ended in ERROR after" in line
     assert "unhandled error while executing" in line
-    assert ("its log ends: make: *** [Makefile:120: models/mlp/metrics.json] Error 2 | "
-            "error: train.mlp.epochs=0 is out of range (1-1000) | [pipeline] make exited 2") in line
+    assert (
+        "its log ends: make: *** [Makefile:120: models/mlp/metrics.json] Error 2 | "
+        "error: train.mlp.epochs=0 is out of range (1-1000) | [pipeline] make exited 2"
+    ) in line
     assert "(whole log: out/kernel/failed/notebook.log)" in line
     failed = tmp_path / "out/kernel/failed"
     assert sorted(p.name for p in failed.iterdir()) == ["notebook.log", "pipeline-run.json"]  # not big.bin
@@ -220,14 +239,19 @@ def test_the_wait_times_out_and_resumes(fake_kaggle, kaggle_env, tmp_path):
 @pytest.mark.parametrize("files", ["no archive", "archive without it"])
 def test_an_output_without_a_submission(fake_kaggle, kaggle_env, tmp_path, files):
     fake_kaggle.kernel_statuses = ["COMPLETE"]
-    fake_kaggle.kernel_files = {"pipeline-run.json": b"{}"} if files == "no archive" else {
-        kernel.ARCHIVE: output_archive({"data/raw/source.json": b"{}"})}
+    fake_kaggle.kernel_files = (
+        {"pipeline-run.json": b"{}"}
+        if files == "no archive"
+        else {kernel.ARCHIVE: output_archive({"data/raw/source.json": b"{}"})}
+    )
     fake_kaggle.kernel_log = notebook_log("[pipeline] make exited 0 after 1 s\n")
 
     line = error_line(kernel_cli("run", "MODEL=mlp", cwd=tmp_path, env=kaggle_env))
 
-    assert (f"the notebook {KERNEL_ID} (version 1) finished but its output has no submission "
-            "(submissions/submission-mlp.csv); its log ends: [pipeline] make exited 0 after 1 s") in line
+    assert (
+        f"the notebook {KERNEL_ID} (version 1) finished but its output has no submission "
+        "(submissions/submission-mlp.csv); its log ends: [pipeline] make exited 0 after 1 s"
+    ) in line
     assert not (tmp_path / "out/kernel/output").exists()
 
 
@@ -248,14 +272,17 @@ def test_a_status_blip_is_retried(fake_kaggle, kaggle_env, tmp_path):
     assert "kernel: status unknown (Kaggle had a server error (HTTP 503)" in proc.stdout
 
 
-@pytest.mark.parametrize("args, env, expected", [
-    (["run", "DATA=x.zip"], {}, "'DATA=x.zip' is not a notebook setting"),
-    (["run"], {"KERNEL_POLL": "0"}, "KERNEL_POLL must be a positive number of seconds up to 600"),
-    (["run"], {"KERNEL_GPU": "0"}, "KERNEL_GPU is gone: use KERNEL_ACCELERATOR=none"),
-    (["run"], {"KERNEL_ACCELERATOR": "T4 x2"}, "KERNEL_ACCELERATOR='T4 x2' is not an accelerator name"),
-    (["wait"], {}, "nothing to wait for: out/kernel/kernel.json is missing"),
-    (["submit"], {}, "no notebook output in out/kernel/output: run `make kernel`"),
-])
+@pytest.mark.parametrize(
+    "args, env, expected",
+    [
+        (["run", "DATA=x.zip"], {}, "'DATA=x.zip' is not a notebook setting"),
+        (["run"], {"KERNEL_POLL": "0"}, "KERNEL_POLL must be a positive number of seconds up to 600"),
+        (["run"], {"KERNEL_GPU": "0"}, "KERNEL_GPU is gone: use KERNEL_ACCELERATOR=none"),
+        (["run"], {"KERNEL_ACCELERATOR": "T4 x2"}, "KERNEL_ACCELERATOR='T4 x2' is not an accelerator name"),
+        (["wait"], {}, "nothing to wait for: out/kernel/kernel.json is missing"),
+        (["submit"], {}, "no notebook output in out/kernel/output: run `make kernel`"),
+    ],
+)
 def test_usage_errors(fake_kaggle, kaggle_env, tmp_path, args, env, expected):
     proc = kernel_cli(*args, cwd=tmp_path, env=kaggle_env, **env)
     assert expected in error_line(proc)
@@ -269,8 +296,10 @@ def image_python() -> str:
     env = os.environ.get("KAGGLE_IMAGE_ENV")
     python = Path(env or "?") / "bin" / "python"
     if not (env and (Path(env) / ".installed").is_file()):
-        pytest.fail("the Kaggle image stand-in is not built: run the tests with `make test` (it builds it: "
-                    "`make kaggle-image`), or set KAGGLE_IMAGE_ENV to a venv of tests/kaggle_image/requirements.txt")
+        pytest.fail(
+            "the Kaggle image stand-in is not built: run the tests with `make test` (it builds it: "
+            "`make kaggle-image`), or set KAGGLE_IMAGE_ENV to a venv of tests/kaggle_image/requirements.txt"
+        )
     return str(python)
 
 
@@ -301,23 +330,50 @@ def kernel_run(request, tmp_path_factory):
     python = image_python()
     offline = "http://127.0.0.1:9"
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(sys.prefix))
-    notebook_env = {"PATH": path, "HOME": str(root / "home"), "TMPDIR": str(tmp), "LANG": "C.UTF-8",
-                    "KAGGLE_KERNEL_RUN_TYPE": "Batch", "KAGGLE_ROOT": str(root),
-                    "PIP_NO_INDEX": "1", "PIP_INDEX_URL": offline + "/",
-                    "HTTP_PROXY": offline, "HTTPS_PROXY": offline, "http_proxy": offline, "https_proxy": offline}
+    notebook_env = {
+        "PATH": path,
+        "HOME": str(root / "home"),
+        "TMPDIR": str(tmp),
+        "LANG": "C.UTF-8",
+        "KAGGLE_KERNEL_RUN_TYPE": "Batch",
+        "KAGGLE_ROOT": str(root),
+        "PIP_NO_INDEX": "1",
+        "PIP_INDEX_URL": offline + "/",
+        "HTTP_PROXY": offline,
+        "HTTPS_PROXY": offline,
+        "http_proxy": offline,
+        "https_proxy": offline,
+    }
     fake = FakeKaggle(key="fake-key-" + secrets.token_hex(16), token="fake-token-" + secrets.token_hex(16)).start()
     fake.kernel_runner = lambda k: run_notebook(k, root, [python], notebook_env, timeout=600)
     (project / "home" / ".kaggle").mkdir(parents=True)
-    env = {"KAGGLE_USERNAME": fake.username, "KAGGLE_KEY": fake.key,
-           "KAGGLE_CONFIG_DIR": str(project / "home" / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-           "HTTP_PROXY": fake.proxy_url, "http_proxy": fake.proxy_url, "NO_PROXY": "", "no_proxy": "",
-           "KAGGLE_TIMEOUT": "30", "KERNEL_POLL": "1"}
+    env = {
+        "KAGGLE_USERNAME": fake.username,
+        "KAGGLE_KEY": fake.key,
+        "KAGGLE_CONFIG_DIR": str(project / "home" / ".kaggle"),
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "HTTP_PROXY": fake.proxy_url,
+        "http_proxy": fake.proxy_url,
+        "NO_PROXY": "",
+        "no_proxy": "",
+        "KAGGLE_TIMEOUT": "30",
+        "KERNEL_POLL": "1",
+    }
     start = time.monotonic()
     proc = run(["make", f"VENV={venv_dir()}", "kernel", "EPOCHS=2"], cwd=project, env=env, timeout=900)
     try:
-        yield SimpleNamespace(project=project, root=root, python=python, fake=fake, env=env, proc=proc,
-                              seconds=time.monotonic() - start, mounted=mounted, input_before=input_before,
-                              mount=request.param)
+        yield SimpleNamespace(
+            project=project,
+            root=root,
+            python=python,
+            fake=fake,
+            env=env,
+            proc=proc,
+            seconds=time.monotonic() - start,
+            mounted=mounted,
+            input_before=input_before,
+            mount=request.param,
+        )
     finally:
         fake.wait_for_runs()
         fake.stop()
@@ -331,9 +387,17 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(kernel_run,
     assert pushed.runs == 1 and pushed.status == "COMPLETE"
     assert pushed.payload["machineShape"] == "NvidiaTeslaT4" and pushed.payload["enableGpu"] is True
     # The interpreter it ran under is the image's, and really lacks the project.
-    versions = subprocess.run([kernel_run.python, "-c", "import sys, keras, pandas, numpy, tensorflow, jax; "
-                               "print(sys.version_info[:2], keras.__version__, pandas.__version__, numpy.__version__, "
-                               "tensorflow.__version__, jax.__version__)"], capture_output=True, text=True)
+    versions = subprocess.run(
+        [
+            kernel_run.python,
+            "-c",
+            "import sys, keras, pandas, numpy, tensorflow, jax; "
+            "print(sys.version_info[:2], keras.__version__, pandas.__version__, numpy.__version__, "
+            "tensorflow.__version__, jax.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert versions.stdout.strip() == "(3, 12) 3.13.2 2.2.2 2.0.2 2.20.0 0.7.2", versions.stderr
     bare = subprocess.run([kernel_run.python, "-c", "import pipeline"], cwd=root, capture_output=True, text=True)
     assert bare.returncode != 0 and "No module named 'pipeline'" in bare.stderr
@@ -349,15 +413,21 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(kernel_run,
     assert tree_state(root / "input") == kernel_run.input_before
     # What the notebook's Submit button takes, and a small output: no raw CSVs, no arrays.
     assert len(csvcheck.read_submission(working / "submission.csv", n_expected=SAMPLE_TEST_ROWS)) == SAMPLE_TEST_ROWS
-    assert sorted(p.name for p in working.iterdir()) == ["pipeline-output.tar.gz", "pipeline-run.json", "submission.csv"]
+    assert sorted(p.name for p in working.iterdir()) == [
+        "pipeline-output.tar.gz",
+        "pipeline-run.json",
+        "submission.csv",
+    ]
     assert "data/processed/train.npz" in names and "models/conv_gru/model.keras" in names
     assert not [n for n in names if n.endswith((".csv",)) and not n.startswith("submissions/")]
     assert not [n for n in names if n.endswith(("arrays.npz", "test.npz"))]
     record = json.loads((working / "pipeline-run.json").read_text())
     assert record["returncode"] == 0 and record["settings"] == {"MODEL": "conv_gru", "EPOCHS": "2"}
     assert proc.stdout.strip().splitlines()[-1] == "kernel: the notebook ran on no GPU (asked for NvidiaTeslaT4)"
-    measured(f"make kernel ({kernel_run.mount}, the image's packages): {kernel_run.seconds:.0f} s; "
-          f"notebook {record['seconds']} s")
+    measured(
+        f"make kernel ({kernel_run.mount}, the image's packages): {kernel_run.seconds:.0f} s; "
+        f"notebook {record['seconds']} s"
+    )
 
 
 @pytest.mark.slow
@@ -388,8 +458,9 @@ def test_make_report_reads_the_fetched_output_without_retraining(kernel_run):
     assert kernel_run.proc.returncode == 0
     project = kernel_run.project
 
-    proc = run(["make", f"VENV={venv_dir()}", "report", "OUT=kernel/output", "EPOCHS=2"],
-               cwd=project, env=kernel_run.env)
+    proc = run(
+        ["make", f"VENV={venv_dir()}", "report", "OUT=kernel/output", "EPOCHS=2"], cwd=project, env=kernel_run.env
+    )
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pipeline.modeling.train" not in proc.stdout and "pipeline.features" not in proc.stdout

@@ -12,8 +12,14 @@ TF = {**{k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}, "TF_CPP_M
 
 
 def run_layers(tmp_path, *args, env=TF):
-    return subprocess.run([sys.executable, "-m", "pipeline.speed.layers", *args], cwd=REPO,
-                          env={**env, "PIPELINE_OUT": str(tmp_path)}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.speed.layers", *args],
+        cwd=REPO,
+        env={**env, "PIPELINE_OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_convolutions_counted_by_shape_first_without_its_input_gradient():
@@ -23,8 +29,14 @@ from pipeline.modeling.models import build_model
 from pipeline.speed.layers import conv_specs
 print(json.dumps(conv_specs(build_model("cnn", augment=True, seed=0, width=8))))
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**TF, "KERAS_BACKEND": "tensorflow"},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**TF, "KERAS_BACKEND": "tensorflow"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     specs = json.loads(proc.stdout.splitlines()[-1])
     assert [s["name"] for s in specs] == ["conv1_1", "conv1_2", "conv1_3", "conv2_1", "conv2_2", "conv2_3"]
@@ -50,7 +62,8 @@ def test_bench_layers_writes_a_row_per_convolution_and_the_step(tmp_path):
 def test_bench_layers_refuses_another_backend_and_a_model_without_convolutions(tmp_path):
     proc = run_layers(tmp_path, env={**TF, "KERAS_BACKEND": "jax"})
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: make bench-layers times TensorFlow's oneDNN kernels: unset KERAS_BACKEND (it is jax)"]
+        "error: make bench-layers times TensorFlow's oneDNN kernels: unset KERAS_BACKEND (it is jax)"
+    ]
     proc = run_layers(tmp_path, "--model", "mlp", "--repeats", "1", "train.mlp.batch_size=16")
     assert proc.returncode == 2 and "no Conv2D layer" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "bench" / "layers.json").exists()

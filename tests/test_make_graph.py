@@ -30,8 +30,12 @@ def stages_run(out: str) -> list[str]:
 
 def outputs(root):
     """Every generated file with its mtime."""
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns
-            for d in ("data/raw", "data/processed", "models", "submissions") for p in (root / d).rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for d in ("data/raw", "data/processed", "models", "submissions")
+        for p in (root / d).rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +68,15 @@ def test_editing_predict_remakes_the_submission_and_nothing_before_it(project):
     assert stages_run(out) == ["pipeline.modeling.predict"], out
 
 
-@pytest.mark.parametrize("module, stage", [
-    ("pipeline/params.py", "pipeline.modeling.train"),
-    ("pipeline/modeling/distribute.py", "pipeline.modeling.train"),
-    ("pipeline/provenance.py", "pipeline.modeling.train"),
-    ("pipeline/csvcheck.py", "pipeline.dataset"),
-])
+@pytest.mark.parametrize(
+    "module, stage",
+    [
+        ("pipeline/params.py", "pipeline.modeling.train"),
+        ("pipeline/modeling/distribute.py", "pipeline.modeling.train"),
+        ("pipeline/provenance.py", "pipeline.modeling.train"),
+        ("pipeline/csvcheck.py", "pipeline.dataset"),
+    ],
+)
 def test_every_module_a_stage_imports_is_a_prerequisite(project, module, stage):
     time.sleep(0.05)  # strictly newer than the previous test's `make -t` touch (Make takes equal times as up to date)
     os.utime(project / module)
@@ -80,9 +87,15 @@ def test_every_module_a_stage_imports_is_a_prerequisite(project, module, stage):
 
 def test_code_dependencies_are_read_from_the_imports():
     deps = codedeps.closure(REPO)
-    assert {"pipeline/modeling/predict.py", "pipeline/csvcheck.py", "pipeline/files.py"} <= set(deps["pipeline.modeling.predict"])
-    assert {"pipeline/params.py", "pipeline/modeling/distribute.py", "pipeline/provenance.py",
-            "pipeline/modeling/models.py"} <= set(deps["pipeline.modeling.train"])
+    assert {"pipeline/modeling/predict.py", "pipeline/csvcheck.py", "pipeline/files.py"} <= set(
+        deps["pipeline.modeling.predict"]
+    )
+    assert {
+        "pipeline/params.py",
+        "pipeline/modeling/distribute.py",
+        "pipeline/provenance.py",
+        "pipeline/modeling/models.py",
+    } <= set(deps["pipeline.modeling.train"])
     assert "pipeline/modeling/train.py" not in deps["pipeline.features"]
 
 
@@ -92,7 +105,7 @@ def test_demo_data_switches_to_kaggle_once_credentials_appear(tmp_path, fake_kag
     root = copy_project(tmp_path / "project")
     no_credentials = {k: v for k, v in kaggle_env.items() if k not in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
     out = make(root, "submit", "EPOCHS=1", env=no_credentials | {"KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}).stdout
-    line = next(l for l in out.splitlines() if "not uploaded" in l)
+    line = next(ln for ln in out.splitlines() if "not uploaded" in ln)
     assert "committed demo sample" in line and "configure Kaggle credentials" in line
     fake_kaggle.zip_bytes = config.SAMPLE_ZIP.read_bytes()
     out = make(root, "submit", "EPOCHS=1", env=kaggle_env).stdout
@@ -104,7 +117,13 @@ def test_demo_data_switches_to_kaggle_once_credentials_appear(tmp_path, fake_kag
 def test_make_clean_leaves_git_status_clean(tmp_path):
     """Generated files are never tracked, so removing them cannot dirty the checkout."""
     root = tmp_path / "clone"
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in tracked:
         if (REPO / name).exists():
             (root / name).parent.mkdir(parents=True, exist_ok=True)

@@ -21,19 +21,22 @@ def test_overrides_are_typed():
     assert p["train"]["cnn"]["augment"] is False
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("train.conv_gru.epochs=0", "train.conv_gru.epochs = 0 is out of range"),
-    ("train.conv_gru.batch_size=-1", "train.conv_gru.batch_size = -1 is out of range"),
-    ("data.val_fraction=1.5", "data.val_fraction = 1.5 is out of range"),
-    ("data.val_fraction=0", "data.val_fraction = 0.0 is out of range"),
-    ("train.conv_gru.learning_rate=fast", "train.conv_gru.learning_rate: expected a number, got 'fast'"),
-    ("train.conv_gru.epochs=2.5", "train.conv_gru.epochs: expected an integer, got '2.5'"),
-    ("train.conv_gru.augment=maybe", "expected true or false"),
-    ("train.conv_gru.epoch=3", "unknown parameter 'train.conv_gru.epoch'"),
-    ("train.resnet.epochs=3", "unknown model 'resnet'"),
-    ("epochs=3", "unknown parameter 'epochs'"),
-    ("train.conv_gru.epochs", "not of the form key=value"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.conv_gru.epochs=0", "train.conv_gru.epochs = 0 is out of range"),
+        ("train.conv_gru.batch_size=-1", "train.conv_gru.batch_size = -1 is out of range"),
+        ("data.val_fraction=1.5", "data.val_fraction = 1.5 is out of range"),
+        ("data.val_fraction=0", "data.val_fraction = 0.0 is out of range"),
+        ("train.conv_gru.learning_rate=fast", "train.conv_gru.learning_rate: expected a number, got 'fast'"),
+        ("train.conv_gru.epochs=2.5", "train.conv_gru.epochs: expected an integer, got '2.5'"),
+        ("train.conv_gru.augment=maybe", "expected true or false"),
+        ("train.conv_gru.epoch=3", "unknown parameter 'train.conv_gru.epoch'"),
+        ("train.resnet.epochs=3", "unknown model 'resnet'"),
+        ("epochs=3", "unknown parameter 'epochs'"),
+        ("train.conv_gru.epochs", "not of the form key=value"),
+    ],
+)
 def test_bad_override_is_refused_naming_the_key(override, fragment):
     with pytest.raises(PipelineError) as info:
         params.resolve([override])
@@ -50,13 +53,19 @@ def test_bad_params_file_is_refused(tmp_path):
         params.resolve([], path)
 
 
-@pytest.mark.parametrize("make_args, expected", [
-    (["MODEL=mlp", "EPOCHS=3", "LR=0.01"], "train.mlp.epochs=3 train.mlp.learning_rate=0.01"),
-    # An ensemble's EPOCHS/BATCH_SIZE/LR are its members' (ensemble.model, from params or PARAMS=).
-    (["MODEL=ensemble", "EPOCHS=3"], "train.cnn.epochs=3"),
-    (["MODEL=ensemble", "BATCH_SIZE=64", "PARAMS=ensemble.model=lstm"], "ensemble.model=lstm train.lstm.batch_size=64"),
-    (["MODEL=cnn", "FULL_DATA=1"], "train.full_data=true"),
-])
+@pytest.mark.parametrize(
+    "make_args, expected",
+    [
+        (["MODEL=mlp", "EPOCHS=3", "LR=0.01"], "train.mlp.epochs=3 train.mlp.learning_rate=0.01"),
+        # An ensemble's EPOCHS/BATCH_SIZE/LR are its members' (ensemble.model, from params or PARAMS=).
+        (["MODEL=ensemble", "EPOCHS=3"], "train.cnn.epochs=3"),
+        (
+            ["MODEL=ensemble", "BATCH_SIZE=64", "PARAMS=ensemble.model=lstm"],
+            "ensemble.model=lstm train.lstm.batch_size=64",
+        ),
+        (["MODEL=cnn", "FULL_DATA=1"], "train.full_data=true"),
+    ],
+)
 def test_make_shorthands_set_the_selected_models_parameters(make_args, expected, tmp_path):
     from tests.helpers import copy_project, run, venv_dir
 

@@ -26,8 +26,17 @@ def project(tmp_path_factory):
 
 
 def prepare(root, name: str, precision: str) -> None:
-    for args in (["--model", "mlp", "--out", f"models/{name}/params.json", f"train.mlp.precision={precision}",
-                  f"train.mlp.epochs={EPOCHS}"], ["--predict", "--model", "mlp", "--out", f"models/{name}/predict.json"]):
+    for args in (
+        [
+            "--model",
+            "mlp",
+            "--out",
+            f"models/{name}/params.json",
+            f"train.mlp.precision={precision}",
+            f"train.mlp.epochs={EPOCHS}",
+        ],
+        ["--predict", "--model", "mlp", "--out", f"models/{name}/predict.json"],
+    ):
         proc = run_module("pipeline.params", *args, cwd=root)
         assert proc.returncode == 0, proc.stderr
 
@@ -81,6 +90,9 @@ def test_mixed_precision_trains_resumes_and_predicts_like_float32(project, refer
         np.testing.assert_array_equal(a, b)
 
     # The same labels as float32, within noise: 500 validation rows, 1,000 test rows.
-    assert abs(mixed["val_accuracy"] - reference_metrics["val_accuracy"]) < 0.03, (mixed["val_accuracy"], reference_metrics["val_accuracy"])
+    assert abs(mixed["val_accuracy"] - reference_metrics["val_accuracy"]) < 0.03, (
+        mixed["val_accuracy"],
+        reference_metrics["val_accuracy"],
+    )
     agree = (predict(project, name) == reference_labels).mean()
     assert agree > 0.95, agree

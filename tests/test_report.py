@@ -6,10 +6,10 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import REPO, record, run_module
-from pipeline.evaluate import report
+
 from pipeline.errors import PipelineError
+from pipeline.evaluate import report
 from pipeline.files import save_npz
 
 N_TRAIN, N_VAL = 80, 50
@@ -29,8 +29,20 @@ def fake_proba(y_true: np.ndarray, wrong: dict[int, tuple[int, float]], seed: in
 
 # 12 wrong rows (position -> (predicted label, confidence)), distinct confidences; the true label of
 # position i is i % 10, so 3 -> 5 happens three times and every other confusion once.
-WRONG = {3: (5, 0.55), 13: (5, 0.97), 23: (5, 0.71), 7: (1, 0.88), 8: (0, 0.40), 19: (4, 0.62),
-         30: (2, 0.93), 31: (7, 0.51), 40: (6, 0.79), 44: (9, 0.66), 47: (8, 0.84), 49: (3, 0.999)}
+WRONG = {
+    3: (5, 0.55),
+    13: (5, 0.97),
+    23: (5, 0.71),
+    7: (1, 0.88),
+    8: (0, 0.40),
+    19: (4, 0.62),
+    30: (2, 0.93),
+    31: (7, 0.51),
+    40: (6, 0.79),
+    44: (9, 0.66),
+    47: (8, 0.84),
+    49: (3, 0.999),
+}
 
 
 @pytest.fixture
@@ -50,18 +62,39 @@ def fake(tmp_path):
     ]
     model_dir = tmp_path / "models" / "fake"
     model_dir.mkdir(parents=True)
-    metrics = {"model": "fake", "parameters": 1234, "val_accuracy": 0.76, "val_loss": 0.7, "val_size": N_VAL,
-               "best_epoch": 2, "epochs_run": 3, "seconds_per_epoch": 0.5, "seconds_first_epoch": 1.5,
-               "train_seconds": 2.5, "backend": "jax", "params": {"model": "fake", "epochs": 3},
-               "params_hash": "abcd1234", "history": history}
+    metrics = {
+        "model": "fake",
+        "parameters": 1234,
+        "val_accuracy": 0.76,
+        "val_loss": 0.7,
+        "val_size": N_VAL,
+        "best_epoch": 2,
+        "epochs_run": 3,
+        "seconds_per_epoch": 0.5,
+        "seconds_first_epoch": 1.5,
+        "train_seconds": 2.5,
+        "backend": "jax",
+        "params": {"model": "fake", "epochs": 3},
+        "params_hash": "abcd1234",
+        "history": history,
+    }
     (model_dir / "metrics.json").write_text(json.dumps(metrics))
     save_npz(model_dir / "val_predictions.npz", index=index, y_true=y_true, proba=proba)
     record(model_dir / "metrics.json", "val_predictions.npz")
     train = tmp_path / "processed" / "train.npz"
     save_npz(train, x=x, y=y)
     record(train.parent / "features.json", "train.npz")
-    return dict(model_dir=model_dir, train=train, out=tmp_path / "reports" / "fake", x=x, index=index,
-                y_true=y_true.astype(int), proba=proba, metrics=metrics, n_wrong=len(WRONG))
+    return dict(
+        model_dir=model_dir,
+        train=train,
+        out=tmp_path / "reports" / "fake",
+        x=x,
+        index=index,
+        y_true=y_true.astype(int),
+        proba=proba,
+        metrics=metrics,
+        n_wrong=len(WRONG),
+    )
 
 
 def png_size(path) -> tuple[int, int]:
@@ -95,8 +128,9 @@ def test_per_class_table_is_consistent_with_the_confusion_matrix(fake):
     assert table["errors"].sum() == fake["n_wrong"]
     diag = np.diag(cm)
     np.testing.assert_allclose(table["recall"], diag / cm.sum(axis=1))
-    np.testing.assert_allclose(table["precision"], np.divide(diag, cm.sum(axis=0), out=np.zeros(10),
-                                                             where=cm.sum(axis=0) > 0))
+    np.testing.assert_allclose(
+        table["precision"], np.divide(diag, cm.sum(axis=0), out=np.zeros(10), where=cm.sum(axis=0) > 0)
+    )
     p, r = table["precision"], table["recall"]
     np.testing.assert_allclose(table["f1"], np.where(p + r > 0, 2 * p * r / (p + r).where(p + r > 0, 1), 0))
 
@@ -140,9 +174,9 @@ def test_curves_plot_train_and_validation_per_epoch(fake):
     loss_ax, acc_ax = fig.axes[:2]
     # The model keeps its last epoch: no "best epoch" line, the title names the last one.
     assert "best" not in fig._suptitle.get_text() and "last epoch, 3" in fig._suptitle.get_text()
-    assert all(l.get_label() in ("train", "validation") for ax in (loss_ax, acc_ax) for l in ax.get_lines())
+    assert all(line.get_label() in ("train", "validation") for ax in (loss_ax, acc_ax) for line in ax.get_lines())
     for ax, key in ((loss_ax, "loss"), (acc_ax, "accuracy")):
-        lines = {l.get_label(): l for l in ax.get_lines()}
+        lines = {line.get_label(): line for line in ax.get_lines()}
         np.testing.assert_array_equal(lines["train"].get_xdata(), [1, 2, 3])  # 1-based epochs
         np.testing.assert_allclose(lines["train"].get_ydata(), [h[key] for h in history])
         np.testing.assert_allclose(lines["validation"].get_ydata(), [h[f"val_{key}"] for h in history])
@@ -169,7 +203,8 @@ def test_build_report_writes_a_consistent_page(fake):
     summary = report.build_report(fake["model_dir"], fake["train"], fake["out"])
     out = fake["out"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["curves.png", "confusion.png", "errors.png", "per_class.csv", "report.json", "index.html"])
+        ["curves.png", "confusion.png", "errors.png", "per_class.csv", "report.json", "index.html"]
+    )
     for name in report.IMAGES:
         w, h = png_size(out / name)
         assert w >= 400 and h >= 150, (name, w, h)
@@ -205,8 +240,18 @@ def test_build_report_writes_a_consistent_page(fake):
 
 
 def test_main_takes_explicit_paths(fake, capsys):
-    report.main(["--model", "fake", "--model-dir", str(fake["model_dir"]), "--data", str(fake["train"]),
-                 "--out", str(fake["out"])])
+    report.main(
+        [
+            "--model",
+            "fake",
+            "--model-dir",
+            str(fake["model_dir"]),
+            "--data",
+            str(fake["train"]),
+            "--out",
+            str(fake["out"]),
+        ]
+    )
     line = capsys.readouterr().out.strip()
     assert line.startswith("fake: validation accuracy 76.00%, 12 errors") and str(fake["out"]) in line
     assert (fake["out"] / "index.html").exists()
@@ -235,18 +280,38 @@ def test_predictions_from_other_data_are_refused(fake):
 def test_an_untrained_model_is_a_one_line_error(fake, missing, capsys):
     (fake["model_dir"] / missing).unlink()
     with pytest.raises(SystemExit) as exc:
-        report.main(["--model", "fake", "--model-dir", str(fake["model_dir"]), "--data", str(fake["train"]),
-                     "--out", str(fake["out"])])
+        report.main(
+            [
+                "--model",
+                "fake",
+                "--model-dir",
+                str(fake["model_dir"]),
+                "--data",
+                str(fake["train"]),
+                "--out",
+                str(fake["out"]),
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "run `make train MODEL=fake` first" in err[0]
 
 
 def test_cli_runs_headless_in_a_subprocess(fake, tmp_path):
-    proc = run_module("pipeline.evaluate.report", "--model", "fake", "--model-dir", str(fake["model_dir"]),
-                      "--data", str(fake["train"]), "--out", str(fake["out"]), cwd=tmp_path,
-                      env={"PYTHONPATH": str(REPO), "DISPLAY": "", "MPLCONFIGDIR": str(tmp_path / "mpl")},
-                      timeout=120)
+    proc = run_module(
+        "pipeline.evaluate.report",
+        "--model",
+        "fake",
+        "--model-dir",
+        str(fake["model_dir"]),
+        "--data",
+        str(fake["train"]),
+        "--out",
+        str(fake["out"]),
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "DISPLAY": "", "MPLCONFIGDIR": str(tmp_path / "mpl")},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "validation accuracy 76.00%" in proc.stdout
     for name in report.IMAGES:
@@ -270,16 +335,37 @@ def fake_cv(tmp_path):
     save_npz(out / "data/processed/train.npz", x=x, y=y)
     record(out / "data/processed/features.json", "train.npz")
     cv_dir = out / "models/fake/cv"
-    save_npz(cv_dir / "oof.npz", index=np.arange(N_TRAIN), y_true=y, proba=proba, fold=fold,
-             test_proba=fake_proba(np.zeros(7, int), {}))
-    history = [{"epoch": e, "accuracy": a, "loss": l, "val_accuracy": va, "val_loss": vl, "epoch_seconds": 0.5}
-               for e, (a, l, va, vl) in enumerate([(0.6, 1.2, 0.7, 0.9), (0.8, 0.5, 0.75, 0.7), (0.9, 0.3, 0.8, 0.6)])]
+    save_npz(
+        cv_dir / "oof.npz",
+        index=np.arange(N_TRAIN),
+        y_true=y,
+        proba=proba,
+        fold=fold,
+        test_proba=fake_proba(np.zeros(7, int), {}),
+    )
+    history = [
+        {"epoch": e, "accuracy": a, "loss": loss, "val_accuracy": va, "val_loss": vl, "epoch_seconds": 0.5}
+        for e, (a, loss, va, vl) in enumerate([(0.6, 1.2, 0.7, 0.9), (0.8, 0.5, 0.75, 0.7), (0.9, 0.3, 0.8, 0.6)])
+    ]
     acc = float((proba.argmax(1) == y).mean())
-    metrics = {"model": "fake", "cv": {"folds": 4, "seed": 42}, "oof_accuracy": acc, "oof_ci95": [0.7, 0.9],
-               "oof_log_loss": 0.5, "fold_accuracy": [float((proba.argmax(1) == y)[fold == f].mean()) for f in range(4)],
-               "n_rows": N_TRAIN, "parameters": 1234, "seconds_per_epoch": 0.5, "train_seconds": 6.0,
-               "params": {"model": "fake", "epochs": 3}, "params_hash": "abcd1234", "data_sha256": "d" * 64,
-               "folds_sha256": "f" * 64, "backend": "jax", "history": history}
+    metrics = {
+        "model": "fake",
+        "cv": {"folds": 4, "seed": 42},
+        "oof_accuracy": acc,
+        "oof_ci95": [0.7, 0.9],
+        "oof_log_loss": 0.5,
+        "fold_accuracy": [float((proba.argmax(1) == y)[fold == f].mean()) for f in range(4)],
+        "n_rows": N_TRAIN,
+        "parameters": 1234,
+        "seconds_per_epoch": 0.5,
+        "train_seconds": 6.0,
+        "params": {"model": "fake", "epochs": 3},
+        "params_hash": "abcd1234",
+        "data_sha256": "d" * 64,
+        "folds_sha256": "f" * 64,
+        "backend": "jax",
+        "history": history,
+    }
     (cv_dir / "metrics.json").write_text(json.dumps(metrics))
     record(cv_dir / "metrics.json", "oof.npz")
     env = {"PYTHONPATH": str(REPO), "PIPELINE_OUT": str(out), "DISPLAY": "", "MPLCONFIGDIR": str(tmp_path / "mpl")}
@@ -287,7 +373,9 @@ def fake_cv(tmp_path):
 
 
 def test_cv_report_covers_every_labelled_row_out_of_fold(fake_cv, tmp_path):
-    proc = run_module("pipeline.evaluate.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
+    proc = run_module(
+        "pipeline.evaluate.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     out = fake_cv["out"] / "reports/fake-cv"
     assert f"out-of-fold accuracy {fake_cv['acc']:.2%} (all {N_TRAIN} rows)" in proc.stdout
@@ -312,7 +400,9 @@ def test_cv_report_covers_every_labelled_row_out_of_fold(fake_cv, tmp_path):
 
 def test_cv_report_without_a_cv_run_names_the_make_target(fake_cv, tmp_path):
     (fake_cv["cv_dir"] / "oof.npz").unlink()
-    proc = run_module("pipeline.evaluate.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120)
+    proc = run_module(
+        "pipeline.evaluate.report", "--model", "fake", "--cv", cwd=tmp_path, env=fake_cv["env"], timeout=120
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "oof.npz is missing: run `make cv MODEL=fake` first" in proc.stderr
 
@@ -321,11 +411,15 @@ def test_cv_report_of_a_blend_has_no_curves_but_every_row(fake_cv, tmp_path):
     blend_dir = fake_cv["out"] / "models/blend/cv"
     blend_dir.parent.mkdir(parents=True)
     fake_cv["cv_dir"].rename(blend_dir)
-    metrics = json.loads((blend_dir / "metrics.json").read_text()) | {"model": "blend", "history": [],
-                                                                        "weights": {"cnn": 0.75, "lstm": 0.25}}
+    metrics = json.loads((blend_dir / "metrics.json").read_text()) | {
+        "model": "blend",
+        "history": [],
+        "weights": {"cnn": 0.75, "lstm": 0.25},
+    }
     (blend_dir / "metrics.json").write_text(json.dumps(metrics))
-    summary = report.build_report(blend_dir, fake_cv["out"] / "data/processed/train.npz", tmp_path / "r", "blend",
-                                  cv=True)
+    summary = report.build_report(
+        blend_dir, fake_cv["out"] / "data/processed/train.npz", tmp_path / "r", "blend", cv=True
+    )
     assert summary["val_size"] == N_TRAIN and summary["training"]["epochs_run"] is None
     png_size(tmp_path / "r/curves.png")
     page = (tmp_path / "r/index.html").read_text(encoding="utf-8")

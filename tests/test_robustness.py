@@ -9,8 +9,8 @@ import pytest
 
 from pipeline import files
 from pipeline.errors import PipelineError
-from pipeline.modeling import backend
 from pipeline.kaggle.submit import check_provenance, upload_refusal
+from pipeline.modeling import backend
 from tests.helpers import record
 
 backend.init()
@@ -19,6 +19,7 @@ backend.init()
 def fail_with(code):
     def boom(*args, **kwargs):
         raise OSError(code, os.strerror(code))
+
     return boom
 
 
@@ -64,11 +65,14 @@ def test_a_good_model_loads(saved_model):
     assert labels.shape == (2,) and proba.shape == (2, 10)
 
 
-@pytest.mark.parametrize("damage, fragment", [
-    (lambda b: os.urandom(len(b)), "is not a Keras model file"),
-    (lambda b: b[: len(b) // 2], "is not a Keras model file"),
-    (lambda b: b"", "is not a Keras model file"),
-])
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda b: os.urandom(len(b)), "is not a Keras model file"),
+        (lambda b: b[: len(b) // 2], "is not a Keras model file"),
+        (lambda b: b"", "is not a Keras model file"),
+    ],
+)
 def test_a_damaged_model_is_a_clear_error(tmp_path, saved_model, damage, fragment):
     from pipeline.modeling.predict import load_model
 
@@ -86,9 +90,12 @@ def test_a_model_that_changed_since_its_stage_recorded_it_is_set_aside(tmp_path,
     path.write_bytes(saved_model.read_bytes())
     record(tmp_path / "metrics.json", path.name)
     path.write_bytes(saved_model.read_bytes()[:1000])  # truncated later, by a full disk or a bad copy
-    with pytest.raises(PipelineError, match=r"model.keras is damaged \(1,000 bytes whose sha256 \w+ is not the \w+ \S*"
-                                            r"metrics.json recorded\); set aside as model.keras.damaged and its stage "
-                                            r"marked out of date: rerun the same make command to rebuild it"):
+    with pytest.raises(
+        PipelineError,
+        match=r"model.keras is damaged \(1,000 bytes whose sha256 \w+ is not the \w+ \S*"
+        r"metrics.json recorded\); set aside as model.keras.damaged and its stage "
+        r"marked out of date: rerun the same make command to rebuild it",
+    ):
         load_model(path)
     assert not path.exists() and (tmp_path / "model.keras.damaged").exists()
     assert (tmp_path / "metrics.json").stat().st_mtime == 0  # so Make reruns the stage that writes it
@@ -127,16 +134,25 @@ def test_a_model_for_other_inputs_is_refused(tmp_path):
         load_model(path)
 
 
-PROV = {"submission": "submission.csv", "submission_sha256": "s1", "model": "conv_gru", "predicted_by": "models/conv_gru/model.keras", "predicted_by_sha256": "m1",
-        "data": {"test_sha256": "t1", "origin": "kaggle-api", "from_kaggle": True, "path": "x.zip"}}
+PROV = {
+    "submission": "submission.csv",
+    "submission_sha256": "s1",
+    "model": "conv_gru",
+    "predicted_by": "models/conv_gru/model.keras",
+    "predicted_by_sha256": "m1",
+    "data": {"test_sha256": "t1", "origin": "kaggle-api", "from_kaggle": True, "path": "x.zip"},
+}
 SOURCE = {"sha256": {"test.csv": "t1"}}
 
 
-@pytest.mark.parametrize("sub, model, test, fragment", [
-    ("s2", "m1", "t1", "changed after it was predicted"),
-    ("s1", "m2", "t1", "predicted by an older conv_gru"),
-    ("s1", "m1", "t2", "predicted from a different test.csv"),
-])
+@pytest.mark.parametrize(
+    "sub, model, test, fragment",
+    [
+        ("s2", "m1", "t1", "changed after it was predicted"),
+        ("s1", "m2", "t1", "predicted by an older conv_gru"),
+        ("s1", "m1", "t2", "predicted from a different test.csv"),
+    ],
+)
 def test_submission_is_refused_unless_its_provenance_matches(sub, model, test, fragment):
     with pytest.raises(PipelineError, match=fragment):
         check_provenance(PROV, sub, model, {"sha256": {"test.csv": test}})

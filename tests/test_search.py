@@ -59,7 +59,7 @@ def test_trial_0_is_the_current_settings_and_every_trial_is_scored_on_the_folds_
         test = mcnemar(right[best["number"]], right[0])
         assert (m["best_only"], m["baseline_only"]) == (test["only_first"], test["only_second"])
         assert f"{m['best_only']} / {m['baseline_only']} rows" in out
-    assert m["confirm"].startswith("make cv MODEL=mlp PARAMS=\"train.mlp.learning_rate=")
+    assert m["confirm"].startswith('make cv MODEL=mlp PARAMS="train.mlp.learning_rate=')
     assert (root / "reports/search-mlp.md").read_text() in out
 
 
@@ -94,21 +94,29 @@ sp = {"model": "mlp", "train": train, "cv": {"folds": 3, "seed": 42}, "fold": 1,
       "space": {"learning_rate": {"low": 0.001, "high": 0.01, "log": True}}}
 out = Path(sys.argv[1])
 """
-PRUNED = CHILD + """
+PRUNED = (
+    CHILD
+    + """
 study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))
 study.optimize(search.objective(sp, x, y, np.arange(40), np.arange(40, 60), out, verbose=0), n_trials=1)
 t = study.trials[0]
 print(json.dumps({"state": t.state.name, "steps": t.intermediate_values, "epochs_run": t.user_attrs["epochs_run"],
                   "left": sorted(str(p) for p in out.rglob("*") if p.is_file())}))
 """
+)
 
 
 @pytest.mark.slow
 def test_a_pruned_trial_stops_at_its_first_report_and_leaves_nothing_behind(tmp_path):
     # A pruner that prunes at any accuracy: the trial must stop at the first tenth of its schedule it reports
     # (epoch 1 of 4 completes 20%), having reported that epoch's held-out accuracy.
-    proc = subprocess.run([sys.executable, "-c", PRUNED, str(tmp_path / "search"), "4"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PRUNED, str(tmp_path / "search"), "4"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["state"] == "PRUNED" and result["epochs_run"] == 1
@@ -116,7 +124,9 @@ def test_a_pruned_trial_stops_at_its_first_report_and_leaves_nothing_behind(tmp_
     assert result["left"] == []  # no checkpoint of a trial that will never resume
 
 
-KILLED = CHILD + """
+KILLED = (
+    CHILD
+    + """
 search.HEARTBEAT_S, search.GRACE_S = 1, 2  # a killed trial is declared dead after 2 s, not 3 min
 if os.environ.get("KILL_AFTER_EPOCH"):  # SIGKILL right after that epoch's checkpoint, as a kill there would
     step = search.progress_step
@@ -128,13 +138,20 @@ if os.environ.get("KILL_AFTER_EPOCH"):  # SIGKILL right after that epoch's check
 m = search.search(sp, x, y, out, verbose=2)
 print(json.dumps({"trials": m["trials"], "study": m["study"]}))
 """
+)
 
 
 @pytest.mark.slow
 def test_a_killed_trial_is_retried_from_its_last_epoch_to_the_same_result(tmp_path):
     def child(out, **env):
-        return subprocess.run([sys.executable, "-c", KILLED, str(out), "6"], cwd=REPO, capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "PIPELINE_OUT": str(tmp_path / "root"), **env})
+        return subprocess.run(
+            [sys.executable, "-c", KILLED, str(out), "6"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PIPELINE_OUT": str(tmp_path / "root"), **env},
+        )
 
     killed = child(tmp_path / "a", KILL_AFTER_EPOCH="3")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -165,12 +182,14 @@ def test_a_space_must_hold_the_current_settings_and_name_valid_values():
     params["search"]["mlp"] = {"epochs": {"choices": [2, 3]}}
     with pytest.raises(PipelineError, match=r"search\.mlp\.epochs: the current train\.mlp\.epochs = 30 is outside"):
         params_mod.for_search(params_mod.check(params), "mlp")
-    for space, message in (({"epochs": {"low": 10}}, r"search\.mlp\.epochs: expected \{low"),
-                           ({"epochs": {"low": 40, "high": 20}}, r"low \(40\) must be below high"),
-                           ({"epochs": {"choices": [0, 30]}}, r"search\.mlp\.epochs = 0 is out of range"),
-                           ({"augment": {"low": 0, "high": 1}}, r"not a number"),
-                           ({"width": {"choices": [8]}}, r"unknown parameter 'search\.mlp\.width'"),
-                           ({"backend": {"choices": ["jax", "tensorflow"]}}, r"one Keras backend")):
+    for space, message in (
+        ({"epochs": {"low": 10}}, r"search\.mlp\.epochs: expected \{low"),
+        ({"epochs": {"low": 40, "high": 20}}, r"low \(40\) must be below high"),
+        ({"epochs": {"choices": [0, 30]}}, r"search\.mlp\.epochs = 0 is out of range"),
+        ({"augment": {"low": 0, "high": 1}}, r"not a number"),
+        ({"width": {"choices": [8]}}, r"unknown parameter 'search\.mlp\.width'"),
+        ({"backend": {"choices": ["jax", "tensorflow"]}}, r"one Keras backend"),
+    ):
         params["search"]["mlp"] = space
         with pytest.raises(PipelineError, match=message):
             params_mod.check(params)

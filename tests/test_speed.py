@@ -15,7 +15,10 @@ JAX = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
 
 
 def test_xla_counts_a_convolution_as_its_shapes_say():
-    code = "from pipeline.modeling import backend; backend.init(0, 'jax'); from pipeline.speed import flops; print(*flops.check_one_layer())"
+    code = (
+        "from pipeline.modeling import backend; backend.init(0, 'jax'); "
+        "from pipeline.speed import flops; print(*flops.check_one_layer())"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=JAX, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     xla, shapes = map(float, proc.stdout.split())
@@ -38,9 +41,11 @@ def test_jax_compiles_into_the_output_roots_cache_outside_a_notebook(tmp_path, n
     env |= {"PIPELINE_OUT": str(tmp_path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     if notebook:
         env["KAGGLE_KERNEL_RUN_TYPE"] = "Batch"
-    code = ("from pipeline.modeling import backend; backend.init(0, 'jax'); import jax, jax.numpy as jnp; "
-            "print(jax.jit(lambda a: (a @ a).sum())(jnp.ones((64, 64))))")
+    code = (
+        "from pipeline.modeling import backend; backend.init(0, 'jax'); import jax, jax.numpy as jnp; "
+        "print(jax.jit(lambda a: (a @ a).sum())(jnp.ones((64, 64))))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and float(proc.stdout) == 64 ** 3, proc.stderr[-2000:]
+    assert proc.returncode == 0 and float(proc.stdout) == 64**3, proc.stderr[-2000:]
     entries = list((tmp_path / ".make/xla-cache").glob("*-cache"))
     assert (not entries) if notebook else entries  # the notebook's output root is its downloaded output

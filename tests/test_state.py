@@ -19,8 +19,9 @@ def start(root, *args, env=None):
     import os
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")} | {"HOME": str(root / "home")}
-    return subprocess.Popen(make_cmd(*args), cwd=root, env=full | (env or {}), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        make_cmd(*args), cwd=root, env=full | (env or {}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def wait_for_line(proc, text, timeout=300) -> list[str]:
@@ -60,10 +61,13 @@ def test_with_wait_0_the_second_run_refuses_in_one_line(tmp_path):
     first.communicate(timeout=600)
     assert first.returncode == 0
     assert second.returncode != 0
-    errors = [l for l in second.stderr.splitlines() if l.startswith("error: ")]
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr
-    assert ("error: models/conv_gru/metrics.json is being written by another run: `make VENV=" in errors[0]
-            and "train EPOCHS=3` (pid " in errors[0] and "not waiting (WAIT=0)" in errors[0]), errors[0]
+    assert (
+        "error: models/conv_gru/metrics.json is being written by another run: `make VENV=" in errors[0]
+        and "train EPOCHS=3` (pid " in errors[0]
+        and "not waiting (WAIT=0)" in errors[0]
+    ), errors[0]
 
 
 # ---------------------------------------------------------------- damaged artifacts
@@ -93,22 +97,31 @@ def truncate(path):
 def one_error(proc) -> str:
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr
     return errors[0]
 
 
-@pytest.mark.parametrize("damaged, first, again", [
-    # model.keras: read when the submission is predicted again (its test-time augmentation changed:
-    # conv_gru's is on by default, and predict.tta=cnn turns it off)
-    ("models/conv_gru/model.keras", ["submission", "EPOCHS=1", "PARAMS=predict.tta=cnn"],
-     ["pipeline.modeling.train", "pipeline.modeling.predict"]),
-    # oof.npz: read when the CV submission is written again (it was removed)
-    ("models/mlp/cv/oof.npz", ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"],
-     ["pipeline.modeling.cv assemble", "pipeline.modeling.predict"]),
-    # train.npz: read when the model retrains (its epochs changed)
-    ("data/processed/train.npz", ["train", "EPOCHS=2"], ["pipeline.features", "pipeline.modeling.train"]),
-])
+@pytest.mark.parametrize(
+    "damaged, first, again",
+    [
+        # model.keras: read when the submission is predicted again (its test-time augmentation changed:
+        # conv_gru's is on by default, and predict.tta=cnn turns it off)
+        (
+            "models/conv_gru/model.keras",
+            ["submission", "EPOCHS=1", "PARAMS=predict.tta=cnn"],
+            ["pipeline.modeling.train", "pipeline.modeling.predict"],
+        ),
+        # oof.npz: read when the CV submission is written again (it was removed)
+        (
+            "models/mlp/cv/oof.npz",
+            ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"],
+            ["pipeline.modeling.cv assemble", "pipeline.modeling.predict"],
+        ),
+        # train.npz: read when the model retrains (its epochs changed)
+        ("data/processed/train.npz", ["train", "EPOCHS=2"], ["pipeline.features", "pipeline.modeling.train"]),
+    ],
+)
 def test_a_truncated_artifact_is_named_in_one_line_and_the_same_command_rebuilds_it(made, damaged, first, again):
     make_all(made)  # up to date again after the previous case's rebuild
     path = made / damaged

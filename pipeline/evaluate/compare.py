@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
-from pipeline.modeling.blend import check_same_folds, load_cv_run, log_loss
 from pipeline.errors import PipelineError, cli
 from pipeline.files import write_json, write_text
+from pipeline.modeling.blend import check_same_folds, load_cv_run, log_loss
 from pipeline.stats import accuracy_ci, mcnemar
 
 STUDY_ACCURACY = {"mlp": 0.9368, "lstm": 0.9839, "conv_gru": 0.9872}
@@ -53,14 +53,27 @@ def compare_runs(runs: dict[str, tuple[dict, dict]]) -> dict:
             row |= {"vs_best": None}
         else:
             test = mcnemar(correct[best], correct[name])
-            row |= {"vs_best": {"best": best, "only_best_right": test["only_first"],
-                                "only_this_right": test["only_second"], "p_value": test["p_value"],
-                                "best_better_beyond_noise": test["p_value"] < ALPHA}}
+            row |= {
+                "vs_best": {
+                    "best": best,
+                    "only_best_right": test["only_first"],
+                    "only_this_right": test["only_second"],
+                    "p_value": test["p_value"],
+                    "best_better_beyond_noise": test["p_value"] < ALPHA,
+                }
+            }
         rows.append(row)
     m0, oof0 = next(iter(runs.values()))
-    return {"rows": rows, "best": best, "n_rows": int(len(oof0["y_true"])), "cv": m0.get("cv"),
-            "folds": int(len(np.unique(oof0["fold"]))), "data_sha256": m0.get("data_sha256"),
-            "folds_sha256": m0.get("folds_sha256"), "alpha": ALPHA}
+    return {
+        "rows": rows,
+        "best": best,
+        "n_rows": int(len(oof0["y_true"])),
+        "cv": m0.get("cv"),
+        "folds": int(len(np.unique(oof0["fold"]))),
+        "data_sha256": m0.get("data_sha256"),
+        "folds_sha256": m0.get("folds_sha256"),
+        "alpha": ALPHA,
+    }
 
 
 def _pct(v) -> str:
@@ -78,19 +91,23 @@ def _verdict(row: dict) -> str:
 
 def markdown(result: dict) -> str:
     rows = result["rows"]
-    table = pd.DataFrame({
-        "model": [r["model"] for r in rows],
-        "parameters": [f"{r['parameters']:,}" if r["parameters"] is not None else "-" for r in rows],
-        "OOF accuracy": [_pct(r["oof_accuracy"]) for r in rows],
-        "95% CI": [f"{r['oof_ci95'][0]:.2%}-{r['oof_ci95'][1]:.2%}" for r in rows],
-        "study": [_pct(r["study_accuracy"]) for r in rows],
-        "OOF log loss": [f"{r['oof_log_loss']:.4f}" for r in rows],
-        "s/epoch": [f"{r['seconds_per_epoch']:.2f}" if r["seconds_per_epoch"] is not None else "-" for r in rows],
-        "b / c vs best": [f"{r['vs_best']['only_best_right']} / {r['vs_best']['only_this_right']}"
-                          if r["vs_best"] else "-" for r in rows],
-        "McNemar p": [f"{r['vs_best']['p_value']:.2g}" if r["vs_best"] else "-" for r in rows],
-        "vs best": [_verdict(r) for r in rows],
-    })
+    table = pd.DataFrame(
+        {
+            "model": [r["model"] for r in rows],
+            "parameters": [f"{r['parameters']:,}" if r["parameters"] is not None else "-" for r in rows],
+            "OOF accuracy": [_pct(r["oof_accuracy"]) for r in rows],
+            "95% CI": [f"{r['oof_ci95'][0]:.2%}-{r['oof_ci95'][1]:.2%}" for r in rows],
+            "study": [_pct(r["study_accuracy"]) for r in rows],
+            "OOF log loss": [f"{r['oof_log_loss']:.4f}" for r in rows],
+            "s/epoch": [f"{r['seconds_per_epoch']:.2f}" if r["seconds_per_epoch"] is not None else "-" for r in rows],
+            "b / c vs best": [
+                f"{r['vs_best']['only_best_right']} / {r['vs_best']['only_this_right']}" if r["vs_best"] else "-"
+                for r in rows
+            ],
+            "McNemar p": [f"{r['vs_best']['p_value']:.2g}" if r["vs_best"] else "-" for r in rows],
+            "vs best": [_verdict(r) for r in rows],
+        }
+    )
     # Cells are preformatted text: no re-parsing as numbers (it would print 3.00 s/epoch as 3).
     align = ("left",) + ("right",) * (len(table.columns) - 2) + ("left",)
     return table.to_markdown(index=False, colalign=align, disable_numparse=True) + "\n"
@@ -100,20 +117,26 @@ def note(result: dict) -> str:
     cv = result.get("cv") or {}
     seed = f", seed {cv['seed']}" if "seed" in cv else ""
     return (
-        f"Out-of-fold (OOF): each of the {result['n_rows']:,} labelled rows of train.csv is predicted by the fold model "
+        f"Out-of-fold (OOF): each of the {result['n_rows']:,} labelled rows of train.csv is predicted by the fold "
+        "model "
         f"that did not train on it ({result['folds']}-fold stratified cross-validation{seed}; the same folds for every "
         f"model, folds_sha256 {str(result['folds_sha256'])[:12]}). 95% CI: Wilson interval of the OOF accuracy. "
         f"McNemar: exact two-sided binomial test on the rows where exactly one of two models is right; "
         f"b = rows only the best model ({result['best']}) gets right, c = rows only this model gets right. "
-        f"\"better beyond noise\" only at p < {result['alpha']}; otherwise the two differ by no more than chance "
-        "does on these rows. The study's figures are its own single split's.\n")
+        f'"better beyond noise" only at p < {result["alpha"]}; otherwise the two differ by no more than chance '
+        "does on these rows. The study's figures are its own single split's.\n"
+    )
 
 
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="*", default=list(STUDY_MODELS),
-                    help="CV runs to compare (default: the study's three); any name with models/<m>/cv/")
+    ap.add_argument(
+        "models",
+        nargs="*",
+        default=list(STUDY_MODELS),
+        help="CV runs to compare (default: the study's three); any name with models/<m>/cv/",
+    )
     args = ap.parse_args(argv)
     names = list(dict.fromkeys(args.models))
     result = compare_runs({m: load_cv_run(m) for m in names})

@@ -21,10 +21,10 @@ from pipeline import config
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, read_json, write_json, write_text
 
-ERRORS_CAP = 48          # most misclassified digits shown in the gallery
+ERRORS_CAP = 48  # most misclassified digits shown in the gallery
 GALLERY_COLUMNS = 8
-TOP_PAIRS = 5            # confused pairs listed under "what to look at"
-CONFIDENT = 0.9          # an error made with at least this confidence is worth a look (label noise?)
+TOP_PAIRS = 5  # confused pairs listed under "what to look at"
+CONFIDENT = 0.9  # an error made with at least this confidence is worth a look (label noise?)
 IMAGES = ("curves.png", "confusion.png", "errors.png")
 VALIDATION, OUT_OF_FOLD = "validation", "out-of-fold"  # what the rows of a report are
 
@@ -69,17 +69,22 @@ def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = con
     from sklearn.metrics import precision_recall_fscore_support
 
     labels = np.arange(n_classes)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     cm = confusion(y_true, y_pred, n_classes)
     off = cm.copy()
     np.fill_diagonal(off, 0)
     worst = off.argmax(axis=1)
-    table = pd.DataFrame({
-        "precision": precision, "recall": recall, "f1": f1, "support": support.astype(int),
-        "errors": off.sum(axis=1).astype(int),
-        "mistaken_for": [f"{w} ({off[i, w]})" if off[i, w] else "" for i, w in enumerate(worst)],
-    }, index=pd.Index(labels, name="digit"))
+    table = pd.DataFrame(
+        {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support.astype(int),
+            "errors": off.sum(axis=1).astype(int),
+            "mistaken_for": [f"{w} ({off[i, w]})" if off[i, w] else "" for i, w in enumerate(worst)],
+        },
+        index=pd.Index(labels, name="digit"),
+    )
     return table
 
 
@@ -88,13 +93,13 @@ def top_confusions(cm: np.ndarray, k: int = TOP_PAIRS) -> list[dict]:
     off = np.array(cm, copy=True)
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:k]
-    pairs = [dict(true=int(t), pred=int(p), count=int(off[t, p]))
-             for t, p in zip(*np.unravel_index(order, off.shape))]
+    pairs = [dict(true=int(t), pred=int(p), count=int(off[t, p])) for t, p in zip(*np.unravel_index(order, off.shape))]
     return [p for p in pairs if p["count"] > 0]
 
 
-def misclassified(y_true: np.ndarray, proba: np.ndarray, index: np.ndarray | None = None,
-                  cap: int | None = ERRORS_CAP) -> list[dict]:
+def misclassified(
+    y_true: np.ndarray, proba: np.ndarray, index: np.ndarray | None = None, cap: int | None = ERRORS_CAP
+) -> list[dict]:
     """Wrong rows, worst first (highest confidence in the wrong label), at most `cap` of them.
 
     Each entry: position (in the validation arrays), row (in train.csv / train.npz), true, pred,
@@ -106,8 +111,17 @@ def misclassified(y_true: np.ndarray, proba: np.ndarray, index: np.ndarray | Non
     wrong = np.flatnonzero(pred != y_true)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:cap]
     index = np.arange(len(y_true)) if index is None else np.asarray(index)
-    return [dict(position=int(i), row=int(index[i]), true=int(y_true[i]), pred=int(pred[i]),
-                 confidence=float(conf[i]), p_true=float(proba[i, y_true[i]])) for i in wrong]
+    return [
+        dict(
+            position=int(i),
+            row=int(index[i]),
+            true=int(y_true[i]),
+            pred=int(pred[i]),
+            confidence=float(conf[i]),
+            p_true=float(proba[i, y_true[i]]),
+        )
+        for i in wrong
+    ]
 
 
 def rows_text(evaluation: str, n: int) -> str:
@@ -115,8 +129,9 @@ def rows_text(evaluation: str, n: int) -> str:
     return f"out-of-fold, all {n:,} rows" if evaluation == OUT_OF_FOLD else f"validation split, {n:,} rows"
 
 
-def summarize(metrics: dict, y_true: np.ndarray, proba: np.ndarray, index: np.ndarray,
-              evaluation: str = VALIDATION) -> dict:
+def summarize(
+    metrics: dict, y_true: np.ndarray, proba: np.ndarray, index: np.ndarray, evaluation: str = VALIDATION
+) -> dict:
     """The numbers behind the page (report.json). evaluation: VALIDATION or OUT_OF_FOLD (a CV run)."""
     from pipeline.stats import accuracy_ci
 
@@ -138,13 +153,30 @@ def summarize(metrics: dict, y_true: np.ndarray, proba: np.ndarray, index: np.nd
         "confident_threshold": CONFIDENT,
         "labels": list(range(config.N_CLASSES)),
         "confusion": cm.tolist(),
-        "per_class": [{"digit": int(d), **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}}
-                      for d, row in table.iterrows()],
+        "per_class": [
+            {"digit": int(d), **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}}
+            for d, row in table.iterrows()
+        ],
         "top_confusions": top_confusions(cm),
         "errors_shown": misclassified(y_true, proba, index),
-        "training": {k: metrics.get(k) for k in (
-            "val_accuracy", "val_loss", "oof_accuracy", "oof_log_loss", "fold_accuracy", "cv", "parameters",
-            "seconds_per_epoch", "seconds_first_epoch", "train_seconds", "backend", "params_hash", "weights")}
+        "training": {
+            k: metrics.get(k)
+            for k in (
+                "val_accuracy",
+                "val_loss",
+                "oof_accuracy",
+                "oof_log_loss",
+                "fold_accuracy",
+                "cv",
+                "parameters",
+                "seconds_per_epoch",
+                "seconds_first_epoch",
+                "train_seconds",
+                "backend",
+                "params_hash",
+                "weights",
+            )
+        }
         | {"epochs_run": metrics.get("epochs_run", len(history) or None)},
         "params": metrics.get("params"),
     }
@@ -155,21 +187,30 @@ def insights(summary: dict, history: list[dict]) -> list[str]:
     lines = []
     pairs = summary["top_confusions"]
     if pairs:
-        lines.append("Most confused (true → predicted): "
-                     + ", ".join(f"{p['true']} → {p['pred']}: {p['count']} time{'s' * (p['count'] != 1)}"
-                                 for p in pairs) + ".")
+        lines.append(
+            "Most confused (true → predicted): "
+            + ", ".join(f"{p['true']} → {p['pred']}: {p['count']} time{'s' * (p['count'] != 1)}" for p in pairs)
+            + "."
+        )
     else:
-        lines.append("No digit is misclassified out of fold." if summary.get("evaluation") == OUT_OF_FOLD
-                     else "No validation digit is misclassified.")
+        lines.append(
+            "No digit is misclassified out of fold."
+            if summary.get("evaluation") == OUT_OF_FOLD
+            else "No validation digit is misclassified."
+        )
     per_class = [c for c in summary["per_class"] if c["support"]]
     if per_class and summary["n_errors"]:
         weak = min(per_class, key=lambda c: (c["recall"], c["digit"]))
         extra = f", most often read as {weak['mistaken_for'].split()[0]}" if weak["mistaken_for"] else ""
-        lines.append(f"Weakest class: digit {weak['digit']} (recall {weak['recall']:.1%}, "
-                     f"{weak['errors']} of {weak['support']} missed{extra}).")
-        lines.append(f"{summary['n_confident_errors']} of {summary['n_errors']} errors were made with "
-                     f"≥{CONFIDENT:.0%} confidence: check them in the gallery, some may be mislabelled or "
-                     "genuinely ambiguous digits rather than model mistakes.")
+        lines.append(
+            f"Weakest class: digit {weak['digit']} (recall {weak['recall']:.1%}, "
+            f"{weak['errors']} of {weak['support']} missed{extra})."
+        )
+        lines.append(
+            f"{summary['n_confident_errors']} of {summary['n_errors']} errors were made with "
+            f"≥{CONFIDENT:.0%} confidence: check them in the gallery, some may be mislabelled or "
+            "genuinely ambiguous digits rather than model mistakes."
+        )
     if history and all("val_accuracy" in h for h in history):
         # The model keeps its last epoch: describe that one, never pick an epoch on held-out rows.
         held = "held-out" if summary.get("evaluation") == OUT_OF_FOLD else "validation"
@@ -182,8 +223,10 @@ def insights(summary: dict, history: list[dict]) -> list[str]:
             text += f"; train loss {last['loss']:.4f} vs {held} loss {last['val_loss']:.4f}"
             ratio = last["val_loss"] / last["loss"]
             if ratio >= 3:
-                text += (f" ({ratio:.0f}× higher: the model fits its training rows almost perfectly, so augmentation "
-                         "or regularisation is a likelier gain than more epochs)")
+                text += (
+                    f" ({ratio:.0f}× higher: the model fits its training rows almost perfectly, so augmentation "
+                    "or regularisation is a likelier gain than more epochs)"
+                )
         lines.append(text + ".")
     return lines
 
@@ -208,14 +251,22 @@ def plot_curves(history: list[dict], model: str = "", val_label: str = "validati
 
     if not history:
         fig = _figure(figsize=(12, 2))
-        fig.text(0.5, 0.5, f"{model + ': ' if model else ''}no training curves (this model trains no network of its own)",
-                 ha="center", va="center", fontsize=14)
+        fig.text(
+            0.5,
+            0.5,
+            f"{model + ': ' if model else ''}no training curves (this model trains no network of its own)",
+            ha="center",
+            va="center",
+            fontsize=14,
+        )
         return fig
     fig = _figure(figsize=(12, 4.6))
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = np.array([int(h.get("epoch", i)) + 1 for i, h in enumerate(history)])
-    series = {k: np.array([h.get(k, np.nan) for h in history], dtype=float)
-              for k in ("loss", "val_loss", "accuracy", "val_accuracy")}
+    series = {
+        k: np.array([h.get(k, np.nan) for h in history], dtype=float)
+        for k in ("loss", "val_loss", "accuracy", "val_accuracy")
+    }
     has_val = not np.all(np.isnan(series["val_accuracy"]))
     style = dict(marker="o", markersize=4, linewidth=2)
     for ax, key, title in ((ax_loss, "loss", "Loss (cross-entropy)"), (ax_acc, "accuracy", "Accuracy")):
@@ -249,8 +300,17 @@ def plot_curves(history: list[dict], model: str = "", val_label: str = "validati
     last_val = series["val_accuracy"][-1]
     if has_val and not np.isnan(last_val):
         # below the point: the last epoch is usually near the top of the plot, where text would be clipped
-        ax_acc.annotate(f"{last_val:.2%}", (epochs[-1], last_val), textcoords="offset points", xytext=(-8, -16),
-                        ha="right", va="top", fontsize=10, color="#d62728", fontweight="bold")
+        ax_acc.annotate(
+            f"{last_val:.2%}",
+            (epochs[-1], last_val),
+            textcoords="offset points",
+            xytext=(-8, -16),
+            ha="right",
+            va="top",
+            fontsize=10,
+            color="#d62728",
+            fontweight="bold",
+        )
     for ax in (ax_loss, ax_acc):
         ax.legend(fontsize=10, loc="best")
     head = f"{model}: training curves" if model else "Training curves"
@@ -261,8 +321,8 @@ def plot_curves(history: list[dict], model: str = "", val_label: str = "validati
 
 def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix (validation)"):
     """Counts in every cell; correct (diagonal) cells pale green, mistakes in reds scaled to the largest."""
-    from matplotlib.colors import ListedColormap, Normalize
     from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap, Normalize
 
     cm = np.asarray(cm)
     n = cm.shape[0]
@@ -285,8 +345,16 @@ def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix (validation)")
             if i == j:
                 ax.text(j, i, str(c), ha="center", va="center", fontsize=size, color="#1b5e20", fontweight="bold")
             elif c:
-                ax.text(j, i, str(c), ha="center", va="center", fontsize=size, fontweight="bold",
-                        color="white" if c > 0.55 * vmax else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(c),
+                    ha="center",
+                    va="center",
+                    fontsize=size,
+                    fontweight="bold",
+                    color="white" if c > 0.55 * vmax else "black",
+                )
             else:
                 ax.text(j, i, "·", ha="center", va="center", fontsize=size, color="0.75")
     ax.set_xticks(range(n))
@@ -307,13 +375,17 @@ def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix (validation)")
     if vmax <= 12:
         bar.set_ticks(np.arange(0, int(vmax) + 1))
     total, correct = int(cm.sum()), int(np.trace(cm))
-    ax.set_title(f"{title}\n{correct:,} of {total:,} correct; green = correct, red = mistakes",
-                 fontsize=13, pad=12)
+    ax.set_title(f"{title}\n{correct:,} of {total:,} correct; green = correct, red = mistakes", fontsize=13, pad=12)
     return fig
 
 
-def plot_errors(images: np.ndarray, errors: list[dict], total_errors: int | None = None,
-                columns: int = GALLERY_COLUMNS, rows: str = "validation"):
+def plot_errors(
+    images: np.ndarray,
+    errors: list[dict],
+    total_errors: int | None = None,
+    columns: int = GALLERY_COLUMNS,
+    rows: str = "validation",
+):
     """A grid of misclassified digits in the order given (worst first), one labelled cell each.
     `rows` names the rows they come from ("validation", or "out-of-fold, all 42,000 rows")."""
     total_errors = len(errors) if total_errors is None else total_errors
@@ -336,14 +408,24 @@ def plot_errors(images: np.ndarray, errors: list[dict], total_errors: int | None
         for spine in ax.spines.values():
             spine.set_edgecolor(color)
             spine.set_linewidth(1.5)
-        ax.set_title(f"true {e['true']} → pred {e['pred']}\n{_pct(e['confidence'])} sure", fontsize=10,
-                     color=color, linespacing=1.2)
+        ax.set_title(
+            f"true {e['true']} → pred {e['pred']}\n{_pct(e['confidence'])} sure",
+            fontsize=10,
+            color=color,
+            linespacing=1.2,
+        )
         ax.set_xlabel(f"row {e['row']} · p(true) {_pct(e['p_true'])}", fontsize=8.5, color="0.25")
-    fig.suptitle(f"Misclassified digits ({rows}), most confident mistake first "
-                 f"({len(errors)} of {total_errors} shown)", fontsize=14, fontweight="bold")
-    fig.supxlabel(f"red frame: ≥{CONFIDENT:.0%} sure of the wrong label (often a mislabelled or ambiguous digit); "
-                  "orange: less sure.   row: 0-based data row of train.csv;  p(true): probability of the true label",
-                  fontsize=10, color="0.3")
+    fig.suptitle(
+        f"Misclassified digits ({rows}), most confident mistake first ({len(errors)} of {total_errors} shown)",
+        fontsize=14,
+        fontweight="bold",
+    )
+    fig.supxlabel(
+        f"red frame: ≥{CONFIDENT:.0%} sure of the wrong label (often a mislabelled or ambiguous digit); "
+        "orange: less sure.   row: 0-based data row of train.csv;  p(true): probability of the true label",
+        fontsize=10,
+        color="0.3",
+    )
     return fig
 
 
@@ -382,35 +464,58 @@ def render_html(summary: dict, history: list[dict], table) -> str:
     scored = "out-of-fold" if oof else "validation"
     ci = summary.get("accuracy_ci95")
     facts = [
-        (f"{scored} accuracy", f"{summary['accuracy']:.2%} ({n - summary['n_errors']:,} of {n:,}"
-                               + (f"; 95% interval {ci[0]:.2%}–{ci[1]:.2%})" if ci else ")")),
+        (
+            f"{scored} accuracy",
+            f"{summary['accuracy']:.2%} ({n - summary['n_errors']:,} of {n:,}"
+            + (f"; 95% interval {ci[0]:.2%}–{ci[1]:.2%})" if ci else ")"),
+        ),
         (f"{scored} loss", f"{summary['log_loss']:.4f}"),
-        ("misclassified", f"{summary['n_errors']:,} ({summary['n_confident_errors']} with ≥{CONFIDENT:.0%} confidence)"),
+        (
+            "misclassified",
+            f"{summary['n_errors']:,} ({summary['n_confident_errors']} with ≥{CONFIDENT:.0%} confidence)",
+        ),
     ]
     if oof:
         folds = t.get("fold_accuracy") or []
         cv = t.get("cv") or {}
-        facts.append(("folds", f"{cv.get('folds', len(folds) or '–')} (stratified, seed {cv.get('seed', '–')})"
-                               + (f"; accuracy per fold {', '.join(f'{a:.2%}' for a in folds)}" if folds else "")))
+        facts.append(
+            (
+                "folds",
+                f"{cv.get('folds', len(folds) or '–')} (stratified, seed {cv.get('seed', '–')})"
+                + (f"; accuracy per fold {', '.join(f'{a:.2%}' for a in folds)}" if folds else ""),
+            )
+        )
     if t.get("weights"):  # a blend: its members and their (all-rows) weights
         facts.append(("blend weights", ", ".join(f"{m} {w:.3f}" for m, w in t["weights"].items())))
     facts += [
         ("parameters", num(t["parameters"], ",")),
         ("epochs", f"{num(t['epochs_run'], 'd')} (the model is its last epoch)" if t["epochs_run"] else "–"),
-        ("seconds per epoch", f"{num(t['seconds_per_epoch'], '')} (first epoch {num(t['seconds_first_epoch'], '')}, "
-                              f"total {num(t['train_seconds'], '')} s)"),
+        (
+            "seconds per epoch",
+            f"{num(t['seconds_per_epoch'], '')} (first epoch {num(t['seconds_first_epoch'], '')}, "
+            f"total {num(t['train_seconds'], '')} s)",
+        ),
         ("backend", str(t["backend"] or "–")),
         ("params hash", str(t["params_hash"] or "–")),
     ]
     model = summary["model"] or "model"
-    page = jinja2.Environment(autoescape=True, keep_trailing_newline=True).from_string(TEMPLATE.read_text(encoding="utf-8"))
+    page = jinja2.Environment(autoescape=True, keep_trailing_newline=True).from_string(
+        TEMPLATE.read_text(encoding="utf-8")
+    )
     return page.render(
         title=f"{model}: cross-validation report (out-of-fold)" if oof else f"{model}: validation report",
-        oof=oof, n=n, facts=facts, insights=insights(summary, history), rows=summary["rows"],
-        per_class=Markup(table.reset_index().to_html(float_format=lambda v: f"{v:.4f}", border=0, index=False,
-                                                     classes="per-class")),
-        shown=len(summary["errors_shown"]), n_errors=summary["n_errors"],
-        params=json.dumps(summary["params"], indent=2) if summary["params"] is not None else "–")
+        oof=oof,
+        n=n,
+        facts=facts,
+        insights=insights(summary, history),
+        rows=summary["rows"],
+        per_class=Markup(
+            table.reset_index().to_html(float_format=lambda v: f"{v:.4f}", border=0, index=False, classes="per-class")
+        ),
+        shown=len(summary["errors_shown"]),
+        n_errors=summary["n_errors"],
+        params=json.dumps(summary["params"], indent=2) if summary["params"] is not None else "–",
+    )
 
 
 # ---------------------------------------------------------------- wiring
@@ -441,7 +546,9 @@ def load_inputs(model_dir: Path, processed_train: Path, model: str | None = None
         raise PipelineError(f"{preds_path} lacks index/y_true/proba: {again}")
     index, y_true, proba = preds["index"].astype(np.int64), preds["y_true"].astype(np.int64), preds["proba"]
     if proba.ndim != 2 or proba.shape != (len(y_true), config.N_CLASSES) or len(index) != len(y_true):
-        raise PipelineError(f"{preds_path} has inconsistent shapes {index.shape}, {y_true.shape}, {proba.shape}: {again}")
+        raise PipelineError(
+            f"{preds_path} has inconsistent shapes {index.shape}, {y_true.shape}, {proba.shape}: {again}"
+        )
     data = load_npz(processed_train)
     x, y = data["x"], data["y"]
     if len(index) and (index.min() < 0 or index.max() >= len(y) or not np.array_equal(y[index], y_true)):
@@ -451,8 +558,9 @@ def load_inputs(model_dir: Path, processed_train: Path, model: str | None = None
     return metrics, index, y_true, proba, x
 
 
-def build_report(model_dir: Path, processed_train: Path, out_dir: Path, model: str | None = None,
-                 cv: bool = False) -> dict:
+def build_report(
+    model_dir: Path, processed_train: Path, out_dir: Path, model: str | None = None, cv: bool = False
+) -> dict:
     """Write the six report files into out_dir (index.html last); returns report.json's content."""
     metrics, index, y_true, proba, x = load_inputs(model_dir, processed_train, model, cv)
     model = model or metrics.get("model") or Path(model_dir).name
@@ -467,10 +575,16 @@ def build_report(model_dir: Path, processed_train: Path, out_dir: Path, model: s
 
     for name, fig in (
         ("curves.png", lambda: plot_curves(history, model, "held-out fold (mean)" if cv else "validation")),
-        ("confusion.png", lambda: plot_confusion(np.array(summary["confusion"]),
-                                                 f"{model}: confusion matrix ({rows})")),
-        ("errors.png", lambda: plot_errors(x[[e["row"] for e in summary["errors_shown"]]],
-                                           summary["errors_shown"], summary["n_errors"], rows=rows)),
+        (
+            "confusion.png",
+            lambda: plot_confusion(np.array(summary["confusion"]), f"{model}: confusion matrix ({rows})"),
+        ),
+        (
+            "errors.png",
+            lambda: plot_errors(
+                x[[e["row"] for e in summary["errors_shown"]]], summary["errors_shown"], summary["n_errors"], rows=rows
+            ),
+        ),
     ):
         save_figure(fig(), out_dir / name)
     buf = io.StringIO()
@@ -485,10 +599,12 @@ def build_report(model_dir: Path, processed_train: Path, out_dir: Path, model: s
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="conv_gru")
-    ap.add_argument("--cv", action="store_true",
-                    help="report the model's k-fold run: out-of-fold predictions of every labelled row")
-    ap.add_argument("--model-dir", type=Path,
-                    help="trained model folder (default: models/<model>, or models/<model>/cv with --cv)")
+    ap.add_argument(
+        "--cv", action="store_true", help="report the model's k-fold run: out-of-fold predictions of every labelled row"
+    )
+    ap.add_argument(
+        "--model-dir", type=Path, help="trained model folder (default: models/<model>, or models/<model>/cv with --cv)"
+    )
     ap.add_argument("--data", type=Path, help="processed train arrays (default: data/processed/train.npz)")
     ap.add_argument("--out", type=Path, help="output folder (default: reports/<model>, or reports/<model>-cv)")
     args = ap.parse_args(argv)
@@ -497,8 +613,11 @@ def main(argv=None):
     summary = build_report(model_dir, args.data or config.PROCESSED_DIR / "train.npz", out_dir, args.model, args.cv)
     pairs = summary["top_confusions"]
     most = f"; most confused {pairs[0]['true']} → {pairs[0]['pred']} ({pairs[0]['count']})" if pairs else ""
-    scored = f"out-of-fold accuracy {summary['accuracy']:.2%} (all {summary['val_size']:,} rows)" if args.cv \
+    scored = (
+        f"out-of-fold accuracy {summary['accuracy']:.2%} (all {summary['val_size']:,} rows)"
+        if args.cv
         else f"validation accuracy {summary['accuracy']:.2%}"
+    )
     print(f"{args.model}: {scored}, {summary['n_errors']} errors{most} -> {out_dir / 'index.html'}")
 
 

@@ -21,7 +21,7 @@ import argparse
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import config
@@ -36,14 +36,18 @@ VENV_GAP_S = 300
 
 
 def _time(text: str | None) -> float | None:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp() if text else None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() if text else None
 
 
 def manifests(out: Path) -> list[tuple[Path, dict]]:
     """Every JSON a stage wrote that records its run."""
     found = []
-    for path in [*out.glob("data/raw/source.json"), *out.glob("data/processed/features.json"),
-                 *out.glob("models/**/metrics.json"), *out.glob("submissions/*.json")]:
+    for path in [
+        *out.glob("data/raw/source.json"),
+        *out.glob("data/processed/features.json"),
+        *out.glob("models/**/metrics.json"),
+        *out.glob("submissions/*.json"),
+    ]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -59,8 +63,16 @@ def run_spans(found) -> dict[str, dict]:
     spans = {}
     for _, data in found:
         run = data["_run"]
-        span = spans.setdefault(run["id"], {"command": run["command"], "started": None, "finished": None,
-                                            "cores": run.get("cores"), "cpu": run.get("cpu")})
+        span = spans.setdefault(
+            run["id"],
+            {
+                "command": run["command"],
+                "started": None,
+                "finished": None,
+                "cores": run.get("cores"),
+                "cpu": run.get("cpu"),
+            },
+        )
         for key, pick in (("started", min), ("finished", max)):
             value = _time(run.get(key))
             if value is not None:
@@ -104,14 +116,28 @@ def submissions_table(outs: list[Path]) -> tuple[str, list[dict]]:
         wall = span["finished"] - span["started"] if span["started"] and span["finished"] else None
         venv = venv_seconds(span["started"], out / ".venv") if span["started"] else None
         quoted, interval = figure(prov)
-        rows.append({"command": span["command"], "submission": path.with_suffix(".csv").name, "quotes": quoted,
-                     "interval": interval, "wall": minutes(wall) + (f" (+ {minutes(venv)} building .venv)" if venv else ""),
-                     "machine": f"{span['cores']} cores, {span['cpu']}",
-                     "date": time.strftime("%Y-%m-%d", time.gmtime(span["finished"] or 0)), "_finished": span["finished"]})
+        rows.append(
+            {
+                "command": span["command"],
+                "submission": path.with_suffix(".csv").name,
+                "quotes": quoted,
+                "interval": interval,
+                "wall": minutes(wall) + (f" (+ {minutes(venv)} building .venv)" if venv else ""),
+                "machine": f"{span['cores']} cores, {span['cpu']}",
+                "date": time.strftime("%Y-%m-%d", time.gmtime(span["finished"] or 0)),
+                "_finished": span["finished"],
+            }
+        )
     rows.sort(key=lambda r: r["_finished"] or 0)
-    lines = ["| command | writes | quotes | 95% interval | wall time | machine | date |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| `{r['command']}` | {r['submission']} | {r['quotes']} | {r['interval']} | {r['wall']} | {r['machine']} | "
-              f"{r['date']} |" for r in rows]
+    lines = [
+        "| command | writes | quotes | 95% interval | wall time | machine | date |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{r['command']}` | {r['submission']} | {r['quotes']} | {r['interval']} | {r['wall']} | {r['machine']} | "
+        f"{r['date']} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n", rows
 
 
@@ -136,35 +162,54 @@ def bench_run(path: Path) -> str:
     command = bench.get("make_command") or "python -m " + " ".join(bench["command"])
     when = bench.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
     cpu = f", {machine['cpu']}" if machine.get("cpu") else ""
-    return (f" Run: `{command}`, {when[:10]}, {bench['wall_seconds'] / 60:.1f} min wall, "
-            f"{machine.get('cpus', '?')} cores{cpu}.")
+    return (
+        f" Run: `{command}`, {when[:10]}, {bench['wall_seconds'] / 60:.1f} min wall, "
+        f"{machine.get('cpus', '?')} cores{cpu}."
+    )
 
 
 def document(outs: list[Path]) -> str:
     table, rows = submissions_table(outs)
     if not rows:
-        raise PipelineError(f"no submission with a recorded run under {', '.join(str(o / 'submissions') for o in outs)}: "
-                            "make one first (`make submission ...`), then `make results`")
-    return "\n".join([
-        "# Results",
-        "",
-        "Written by `make results` from the files the runs wrote (each stage's manifest records its make command, "
-        "its run, its start and finish and the machine); not edited by hand. Accuracy is measured only on rows "
-        "that no choice saw: out of fold (OOF) for cross-validated runs. The wall time is everything that one make "
-        "run did, from its first stage to its last (building .venv added when the run came right after it).",
-        "",
-        "## Submissions",
-        "",
-        table,
-    ]) + section("Accuracy per compute (`make frontier`)", latest(outs, "reports/frontier.md"),
-                 "Every CV run: its OOF accuracy, the CPU and wall minutes its fold models took, the FLOPs of "
-                 "their training (counted by XLA) and the rate achieved against this machine's peak "
-                 "(333 GFLOP/s float32, 666 bfloat16).") \
-        + section("Side by side (`make compare`)", latest(outs, "reports/compare.md"),
-                  "McNemar's exact test of each CV run against the best on the same rows.") \
-        + section("Speed (`make bench`)", latest(outs, "bench/results.md"),
-                  "The pipeline's training against a plain Keras notebook of the study's model, same machine, same run."
-                  + bench_run(latest(outs, "bench/results.json")))
+        raise PipelineError(
+            f"no submission with a recorded run under {', '.join(str(o / 'submissions') for o in outs)}: "
+            "make one first (`make submission ...`), then `make results`"
+        )
+    return (
+        "\n".join(
+            [
+                "# Results",
+                "",
+                "Written by `make results` from the files the runs wrote (each stage's manifest records its make "
+                "command, its run, its start and finish and the machine); not edited by hand. Accuracy is measured "
+                "only on rows that no choice saw: out of fold (OOF) for cross-validated runs. The wall time is "
+                "everything that one make run did, from its first stage to its last (building .venv added when the "
+                "run came right after it).",
+                "",
+                "## Submissions",
+                "",
+                table,
+            ]
+        )
+        + section(
+            "Accuracy per compute (`make frontier`)",
+            latest(outs, "reports/frontier.md"),
+            "Every CV run: its OOF accuracy, the CPU and wall minutes its fold models took, the FLOPs of "
+            "their training (counted by XLA) and the rate achieved against this machine's peak "
+            "(333 GFLOP/s float32, 666 bfloat16).",
+        )
+        + section(
+            "Side by side (`make compare`)",
+            latest(outs, "reports/compare.md"),
+            "McNemar's exact test of each CV run against the best on the same rows.",
+        )
+        + section(
+            "Speed (`make bench`)",
+            latest(outs, "bench/results.md"),
+            "The pipeline's training against a plain Keras notebook of the study's model, same machine, same run."
+            + bench_run(latest(outs, "bench/results.json")),
+        )
+    )
 
 
 def update_readme(table: str, readme: Path = README) -> bool:
@@ -182,8 +227,14 @@ def update_readme(table: str, readme: Path = README) -> bool:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--from", dest="roots", type=Path, nargs="*", default=[],
-                    help="output roots to read (default: this one; e.g. the clean clones the runs were made in)")
+    ap.add_argument(
+        "--from",
+        dest="roots",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="output roots to read (default: this one; e.g. the clean clones the runs were made in)",
+    )
     args = ap.parse_args(argv)
     roots = [r.resolve() for r in args.roots] or [config.OUT]
     text = document(roots)

@@ -163,9 +163,13 @@ def missing_credentials_message() -> str:
 def _secrets() -> list[str]:
     """Every key and token this process could send, to be scrubbed from messages."""
     token_env = os.environ.get("KAGGLE_API_TOKEN")
-    found = [_access_token(), os.environ.get("KAGGLE_KEY"), os.environ.get("KAGGLE_IAP_TOKEN"),
-             None if token_env and _is_file(token_env) else token_env,
-             _read_json(_config_dir() / "kaggle.json").get("key")]
+    found = [
+        _access_token(),
+        os.environ.get("KAGGLE_KEY"),
+        os.environ.get("KAGGLE_IAP_TOKEN"),
+        None if token_env and _is_file(token_env) else token_env,
+        _read_json(_config_dir() / "kaggle.json").get("key"),
+    ]
     oauth = _oauth_credentials()
     found += [oauth.get("refresh_token"), oauth.get("access_token")]
     legacy = _legacy_key()
@@ -220,8 +224,7 @@ def _install_default_timeout() -> None:
                     raise requests.exceptions.ConnectionError("abandoned: the caller gave up on this Kaggle call")
                 if timeout is None:
                     timeout = call.timeout
-            return original(self, request, stream=stream, timeout=timeout, verify=verify, cert=cert,
-                            proxies=proxies)
+            return original(self, request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
 
         send._pipeline_default_timeout = True
         HTTPAdapter.send = send
@@ -284,7 +287,8 @@ def _run(operation, what: str, deadline: float | None = None):
                 if left is not None and left <= 0:
                     raise PipelineError(
                         f"Kaggle did not finish {what} within {deadline:g} s: check your network connection, "
-                        "or raise KAGGLE_TIMEOUT (seconds) and rerun")
+                        "or raise KAGGLE_TIMEOUT (seconds) and rerun"
+                    )
                 worker.join(0.2 if left is None else min(0.2, left))
         finally:
             if worker.is_alive():
@@ -329,14 +333,19 @@ def _explain(exc: BaseException, what: str, timeout: float) -> str:
     if http is not None:
         code = http.response.status_code
         if code == 401:
-            return ("Kaggle rejected your credentials (HTTP 401): the key or token is wrong, expired or revoked; "
-                    f"create a new one at {TOKEN_URL} -> API -> Create New Token")
+            return (
+                "Kaggle rejected your credentials (HTTP 401): the key or token is wrong, expired or revoked; "
+                f"create a new one at {TOKEN_URL} -> API -> Create New Token"
+            )
         if code == 403:
-            return (f"Kaggle refused access to {COMPETITION} (HTTP 403): accept the competition's rules at "
-                    f"{RULES_URL} while logged in as the account whose credentials you use, then rerun")
+            return (
+                f"Kaggle refused access to {COMPETITION} (HTTP 403): accept the competition's rules at "
+                f"{RULES_URL} while logged in as the account whose credentials you use, then rerun"
+            )
         if code == 404:
-            return (f"Kaggle has no competition named {COMPETITION!r} (HTTP 404): "
-                    "check COMPETITION in pipeline/config.py")
+            return (
+                f"Kaggle has no competition named {COMPETITION!r} (HTTP 404): check COMPETITION in pipeline/config.py"
+            )
         if code == 429:
             return f"Kaggle is rate-limiting this account (HTTP 429) while {what}: wait a few minutes and rerun"
         if code >= 500:
@@ -344,17 +353,24 @@ def _explain(exc: BaseException, what: str, timeout: float) -> str:
         return f"Kaggle answered HTTP {code} while {what}{_server_message(http.response)}"
     # Refused and unresolved first: urllib3's NewConnectionError is also a ConnectTimeoutError.
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return (f"cannot reach Kaggle while {what} (connection refused): check your network connection "
-                "and any HTTP_PROXY / HTTPS_PROXY setting")
+        return (
+            f"cannot reach Kaggle while {what} (connection refused): check your network connection "
+            "and any HTTP_PROXY / HTTPS_PROXY setting"
+        )
     if any(isinstance(e, socket.gaierror) for e in chain):
-        return (f"cannot reach Kaggle while {what} (host name not resolved): "
-                "check your network connection and DNS")
+        return f"cannot reach Kaggle while {what} (host name not resolved): check your network connection and DNS"
     timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)
     if any(isinstance(e, timeouts) for e in chain):
-        return (f"Kaggle did not answer within {timeout:g} s while {what}: check your network connection, "
-                "or raise KAGGLE_TIMEOUT (seconds) and rerun")
-    if any(isinstance(e, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                          urllib3.exceptions.ProtocolError)) for e in chain):
+        return (
+            f"Kaggle did not answer within {timeout:g} s while {what}: check your network connection, "
+            "or raise KAGGLE_TIMEOUT (seconds) and rerun"
+        )
+    if any(
+        isinstance(
+            e, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError)
+        )
+        for e in chain
+    ):
         return f"the connection to Kaggle broke while {what}: check your network connection and rerun"
     if isinstance(exc, ValueError) and "does not match expected size" in str(exc):
         return f"the download from Kaggle was cut short while {what}: rerun to download again"
@@ -385,7 +401,8 @@ def _api():
         # `kaggle auth login` whose refresh the server refused (the client deletes that file).
         raise PipelineError(
             "Kaggle did not accept your access token (invalid or expired): create a new one at "
-            f"{TOKEN_URL} -> API -> Create New Token, or run `kaggle auth login` again") from None
+            f"{TOKEN_URL} -> API -> Create New Token, or run `kaggle auth login` again"
+        ) from None
     return api
 
 
@@ -434,15 +451,23 @@ def download_competition(dest_dir: Path, force: bool = False) -> Path:
                 # DownloadDataFiles answers with a redirect to the blob; requests follows it and
                 # hands back the streamed blob response.
                 response = kaggle.competitions.competition_api_client.download_data_files(request)
-                api.download_file(response, str(partial), kaggle.http_client(), quiet=True, resume=False,
-                                  max_retries=DOWNLOAD_RETRIES, timeout=timeout)
+                api.download_file(
+                    response,
+                    str(partial),
+                    kaggle.http_client(),
+                    quiet=True,
+                    resume=False,
+                    max_retries=DOWNLOAD_RETRIES,
+                    timeout=timeout,
+                )
 
         _run(download, f"downloading the {COMPETITION} data")
         problem = _zip_problem(partial)
         if problem:
             raise PipelineError(
                 f"Kaggle served a file for {COMPETITION} that is not a readable zip ({problem}); "
-                "nothing was kept: rerun to download it again")
+                "nothing was kept: rerun to download it again"
+            )
         os.replace(partial, target)
     except OSError as exc:
         raise PipelineError(f"cannot write {target}: {exc.strerror}") from None
@@ -471,8 +496,9 @@ def submit(csv_path: Path, message: str) -> dict:
             # The client printed the reason, if it had one (an exception during the PUT).
             printed = out.getvalue()[mark:].strip().splitlines() if mark is not None else []
             reason = f" ({printed[-1][:200]})" if printed else ""
-            raise PipelineError(f"uploading {csv_path.name} to Kaggle failed{reason}; nothing was submitted: "
-                                "rerun to try again")
+            raise PipelineError(
+                f"uploading {csv_path.name} to Kaggle failed{reason}; nothing was submitted: rerun to try again"
+            )
         if not response.ref:
             raise PipelineError(f"Kaggle did not accept the submission: {response.message or 'no reason given'}")
         return {"ref": response.ref, "remaining": _remaining(api)}
@@ -489,8 +515,11 @@ def _remaining(api) -> int | None:
 
 
 def remaining_today() -> int | None:
-    return _run(lambda: _remaining(_api()), f"asking how many {COMPETITION} submissions are left today",
-                deadline=OPERATION_DEADLINE_FACTOR * _timeout())
+    return _run(
+        lambda: _remaining(_api()),
+        f"asking how many {COMPETITION} submissions are left today",
+        deadline=OPERATION_DEADLINE_FACTOR * _timeout(),
+    )
 
 
 def submissions() -> list[dict]:
@@ -504,8 +533,11 @@ def submissions() -> list[dict]:
         api = _api()
         found: dict[int, object] = {}
         for page in range(1, MAX_PAGES + 1):
-            batch = [s for s in (api.competition_submissions(COMPETITION, page_number=page, page_size=PAGE_SIZE)
-                                 or []) if s is not None]
+            batch = [
+                s
+                for s in (api.competition_submissions(COMPETITION, page_number=page, page_size=PAGE_SIZE) or [])
+                if s is not None
+            ]
             fresh = [s for s in batch if s.ref not in found]
             found.update((s.ref, s) for s in fresh)
             if len(batch) < PAGE_SIZE or not fresh:  # last page, or a server that ignores paging
@@ -515,13 +547,15 @@ def submissions() -> list[dict]:
     rows = []
     for s in _run(work, f"listing your {COMPETITION} submissions", deadline=OPERATION_DEADLINE_FACTOR * _timeout()):
         status = getattr(s.status, "name", s.status)
-        rows.append({
-            "ref": s.ref,
-            "date": s.date.strftime("%Y-%m-%d %H:%M:%S") if s.date else None,
-            "description": s.description or "",
-            "status": str(status).lower() if status is not None else None,
-            "public_score": s.public_score or None,
-        })
+        rows.append(
+            {
+                "ref": s.ref,
+                "date": s.date.strftime("%Y-%m-%d %H:%M:%S") if s.date else None,
+                "description": s.description or "",
+                "status": str(status).lower() if status is not None else None,
+                "public_score": s.public_score or None,
+            }
+        )
     rows.sort(key=lambda r: (r["date"] or "", r["ref"]), reverse=True)
     return rows
 
@@ -546,8 +580,10 @@ def is_gpu_quota_message(text: str | None) -> bool:
 
 
 def gpu_quota_message(server_text: str) -> str:
-    return (f"Kaggle will not give the notebook a GPU: your GPU quota is used up ({server_text.strip()}); "
-            f"it resets weekly ({SETTINGS_URL} shows when), or run without one: make kernel KERNEL_ACCELERATOR=none")
+    return (
+        f"Kaggle will not give the notebook a GPU: your GPU quota is used up ({server_text.strip()}); "
+        f"it resets weekly ({SETTINGS_URL} shows when), or run without one: make kernel KERNEL_ACCELERATOR=none"
+    )
 
 
 def scrub(text: str) -> str:
@@ -575,11 +611,16 @@ def _kernel_http_error(exc, kernel: str, what: str):
     if is_gpu_quota_message(text):
         return PipelineError(gpu_quota_message(text))
     if code == 404:
-        return PipelineError(f"Kaggle knows no such notebook (HTTP 404) while {what}: "
-                             "push it with `make kernel`, with the credentials you use now")
+        return PipelineError(
+            f"Kaggle knows no such notebook (HTTP 404) while {what}: "
+            "push it with `make kernel`, with the credentials you use now"
+        )
     if code == 403:
-        return PipelineError(f"Kaggle refused access (HTTP 403) while {what}" + (f": {text}" if text else "")
-                             + ": the notebook must belong to the account whose credentials you use")
+        return PipelineError(
+            f"Kaggle refused access (HTTP 403) while {what}"
+            + (f": {text}" if text else "")
+            + ": the notebook must belong to the account whose credentials you use"
+        )
     if code is not None and 400 <= code < 500 and code not in (401, 429):
         return PipelineError(f"Kaggle refused {what} (HTTP {code})" + (f": {text}" if text else ""))
     return None
@@ -601,11 +642,15 @@ def _kernel_call(operation, kernel: str, what: str, metadata_errors: bool = Fals
         # kernels_status / kernels_output turn a 401/403 into this ValueError (a long text
         # about benchmark slugs).
         if str(exc).startswith("Cannot access kernel"):
-            raise PipelineError(f"Kaggle denied access to the notebook {kernel} while {what}: it must belong to "
-                                "the account whose credentials you use (or they changed since `make kernel`)") from None
+            raise PipelineError(
+                f"Kaggle denied access to the notebook {kernel} while {what}: it must belong to "
+                "the account whose credentials you use (or they changed since `make kernel`)"
+            ) from None
         if metadata_errors and not isinstance(exc, UnicodeError):
-            raise PipelineError(f"the kaggle client refused the notebook's metadata while {what}: "
-                                f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+            raise PipelineError(
+                f"the kaggle client refused the notebook's metadata while {what}: "
+                f"{' '.join(str(exc).split()) or type(exc).__name__}"
+            ) from None
         raise
 
 
@@ -616,8 +661,10 @@ def username() -> str:
         api = _api()
         name = api.get_config_value(api.CONFIG_NAME_USER)
         if not name:
-            raise PipelineError("Kaggle did not say which user your credentials belong to: "
-                                "set KAGGLE_USERNAME, or use a legacy kaggle.json with a username")
+            raise PipelineError(
+                "Kaggle did not say which user your credentials belong to: "
+                "set KAGGLE_USERNAME, or use a legacy kaggle.json with a username"
+            )
         return str(name)
 
     return _run(work, "reading your Kaggle user name", deadline=OPERATION_DEADLINE_FACTOR * _timeout())
@@ -646,15 +693,22 @@ def push_kernel(folder: Path) -> dict:
             if is_gpu_quota_message(response.error):
                 raise PipelineError(gpu_quota_message(response.error))
             raise PipelineError(f"Kaggle refused the notebook {kernel}: {response.error}")
-        invalid = [(kind, list(getattr(response, f"invalid_{kind}_sources") or []))
-                   for kind in ("competition", "dataset", "kernel", "model")]
+        invalid = [
+            (kind, list(getattr(response, f"invalid_{kind}_sources") or []))
+            for kind in ("competition", "dataset", "kernel", "model")
+        ]
         invalid = [(kind, names) for kind, names in invalid if names]
         if invalid:
             listed = "; ".join(f"{kind} {', '.join(map(str, names))}" for kind, names in invalid)
-            hint = (f"accept the competition's rules at {RULES_URL} with this account, then rerun `make kernel`"
-                    if invalid[0][0] == "competition" else "check the sources in kernel-metadata.json")
-            raise PipelineError(f"Kaggle saved the notebook {kernel} without sources it cannot attach ({listed}), "
-                                f"so it would run without its data: {hint}")
+            hint = (
+                f"accept the competition's rules at {RULES_URL} with this account, then rerun `make kernel`"
+                if invalid[0][0] == "competition"
+                else "check the sources in kernel-metadata.json"
+            )
+            raise PipelineError(
+                f"Kaggle saved the notebook {kernel} without sources it cannot attach ({listed}), "
+                f"so it would run without its data: {hint}"
+            )
         return {"ref": response.ref or "", "url": response.url or "", "version": response.version_number}
 
     return _run(work, what, deadline=OPERATION_DEADLINE_FACTOR * _timeout())
@@ -669,8 +723,10 @@ def kernel_status(kernel: str) -> dict:
         api = _api()
         response = _kernel_call(lambda: api.kernels_status(kernel), kernel, what)
         status = getattr(response.status, "name", response.status)
-        return {"status": str(status).upper() if status is not None else "UNKNOWN",
-                "failure_message": response.failure_message or None}
+        return {
+            "status": str(status).upper() if status is not None else "UNKNOWN",
+            "failure_message": response.failure_message or None,
+        }
 
     return _run(work, what, deadline=OPERATION_DEADLINE_FACTOR * _timeout())
 
@@ -684,8 +740,11 @@ def kernel_output(kernel: str, dest: Path, file_pattern: str | None = None) -> l
 
     def work():
         api = _api()
-        files, _ = _kernel_call(lambda: api.kernels_output(kernel, str(dest), file_pattern=file_pattern,
-                                                           force=True, quiet=True), kernel, what)
+        files, _ = _kernel_call(
+            lambda: api.kernels_output(kernel, str(dest), file_pattern=file_pattern, force=True, quiet=True),
+            kernel,
+            what,
+        )
         return [Path(f) for f in files]
 
     return _run(work, what)

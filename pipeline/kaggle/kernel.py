@@ -52,8 +52,15 @@ SETTINGS = ("MODEL", "CV", "EPOCHS", "BATCH_SIZE", "LR", "SEED", "MEMBERS", "FOL
 # out (and deleted, to keep the output small): the raw CSVs, arrays.npz, test.npz, Make's state.
 ARCHIVE = "pipeline-output.tar.gz"
 RECORD = "pipeline-run.json"
-KEEP = ("data/raw/source.json", "data/processed/features.json", "data/processed/train.npz", "models", "submissions",
-        "reports", "logs")
+KEEP = (
+    "data/raw/source.json",
+    "data/processed/features.json",
+    "data/processed/train.npz",
+    "models",
+    "submissions",
+    "reports",
+    "logs",
+)
 OUTPUT_DIRS = ("data", "models", "submissions", "reports", "logs", "bench", "kernel", ".make")
 
 DEFAULT_POLL_S = 30.0
@@ -125,7 +132,9 @@ def parse_settings(words: list[str]) -> dict[str, str]:
     for word in words:
         name, sep, value = word.partition("=")
         if not sep or name not in SETTINGS:
-            raise PipelineError(f"{word!r} is not a notebook setting: use NAME=value with NAME one of {', '.join(SETTINGS)}")
+            raise PipelineError(
+                f"{word!r} is not a notebook setting: use NAME=value with NAME one of {', '.join(SETTINGS)}"
+            )
         if "\n" in value or "\r" in value:
             raise PipelineError(f"{name}= must be on one line")
         if value.strip():
@@ -151,8 +160,11 @@ def make_args(settings: dict) -> list[str]:
 def bundle_files(root: Path = config.ROOT) -> list[Path]:
     """The pipeline's code, relative to root: what the notebook needs to run `make submission`."""
     files = [Path(name) for name in ("Makefile", "params.toml", "pyproject.toml")]
-    files += sorted(p.relative_to(root) for p in (root / "pipeline").rglob("*") if p.suffix in (".py", ".html", ".json")
-                    and "__pycache__" not in p.parts)
+    files += sorted(
+        p.relative_to(root)
+        for p in (root / "pipeline").rglob("*")
+        if p.suffix in (".py", ".html", ".json") and "__pycache__" not in p.parts
+    )
     files += sorted(p.relative_to(root) for p in (root / "mk").glob("*.mk"))
     missing = [str(f) for f in files if not (root / f).is_file()]
     if missing:
@@ -188,18 +200,30 @@ BUNDLE_LINE = re.compile(r'^BUNDLE = "".*$', re.M)
 def render_script(settings: dict, bundle: bytes, commit: str | None = None, accelerator: str = "none") -> str:
     """The one file pushed: pipeline/kaggle/notebook.py with its settings and the code bundle filled in."""
     encoded = base64.b64encode(bundle).decode("ascii")
-    lines = "\n".join(encoded[i:i + 100] for i in range(0, len(encoded), 100))
+    lines = "\n".join(encoded[i : i + 100] for i in range(0, len(encoded), 100))
     constants = {
         "SETTINGS": settings,
         "MAKE_ARGS": make_args(settings),
         "SUBMISSION": submission_name(settings),
-        "BUNDLE_INFO": {"sha256": hashlib.sha256(bundle).hexdigest(), "bytes": len(bundle), "git_commit": commit,
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        "ACCELERATOR": accelerator, "KEEP": list(KEEP), "OUTPUT_DIRS": list(OUTPUT_DIRS), "ARCHIVE": ARCHIVE,
+        "BUNDLE_INFO": {
+            "sha256": hashlib.sha256(bundle).hexdigest(),
+            "bytes": len(bundle),
+            "git_commit": commit,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        "ACCELERATOR": accelerator,
+        "KEEP": list(KEEP),
+        "OUTPUT_DIRS": list(OUTPUT_DIRS),
+        "ARCHIVE": ARCHIVE,
         "RECORD": RECORD,
     }
-    block = "\n".join([f"# settings: written by `make kernel` for `make submission {' '.join(make_args(settings))}`",
-                       *(f"{name} = {value!r}" for name, value in constants.items()), "# end of settings"])
+    block = "\n".join(
+        [
+            f"# settings: written by `make kernel` for `make submission {' '.join(make_args(settings))}`",
+            *(f"{name} = {value!r}" for name, value in constants.items()),
+            "# end of settings",
+        ]
+    )
     template = NOTEBOOK.read_text(encoding="utf-8")
     script = SETTINGS_BLOCK.sub(lambda _: block, template, count=1)
     return BUNDLE_LINE.sub(lambda _: f'BUNDLE = """\n{lines}\n"""', script, count=1)
@@ -211,26 +235,34 @@ def render_script(settings: dict, bundle: bytes, commit: str | None = None, acce
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
 NO_ACCELERATOR = "none"
 P100 = "nvidiateslap100"
-P100_REASON = ("Kaggle's current image is built for CUDA 12.8, which has no kernels for the P100's Pascal GPU "
-               "(sm_60): PyTorch fails on its first CUDA op there (Kaggle/kaggle-cli PR #1156), and whether "
-               "TensorFlow 2.20 and JAX 0.7 run on it is unconfirmed; kaggle 2.2.5 also calls it retired")
+P100_REASON = (
+    "Kaggle's current image is built for CUDA 12.8, which has no kernels for the P100's Pascal GPU "
+    "(sm_60): PyTorch fails on its first CUDA op there (Kaggle/kaggle-cli PR #1156), and whether "
+    "TensorFlow 2.20 and JAX 0.7 run on it is unconfirmed; kaggle 2.2.5 also calls it retired"
+)
 
 
 def accelerator() -> str:
     """KERNEL_ACCELERATOR (default NvidiaTeslaT4; `none` for a CPU notebook), refusing a P100 unless
     KERNEL_ALLOW_P100=1 asks for it explicitly."""
     if os.environ.get("KERNEL_GPU", "").strip():
-        raise PipelineError("KERNEL_GPU is gone: use KERNEL_ACCELERATOR=none for a notebook without a GPU "
-                            f"(default {DEFAULT_ACCELERATOR}, GPU T4 x2)")
+        raise PipelineError(
+            "KERNEL_GPU is gone: use KERNEL_ACCELERATOR=none for a notebook without a GPU "
+            f"(default {DEFAULT_ACCELERATOR}, GPU T4 x2)"
+        )
     name = os.environ.get("KERNEL_ACCELERATOR", "").strip() or DEFAULT_ACCELERATOR
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-        raise PipelineError(f"KERNEL_ACCELERATOR={name!r} is not an accelerator name (e.g. {DEFAULT_ACCELERATOR}, "
-                            f"NvidiaL4, TpuV5E8, or {NO_ACCELERATOR})")
+        raise PipelineError(
+            f"KERNEL_ACCELERATOR={name!r} is not an accelerator name (e.g. {DEFAULT_ACCELERATOR}, "
+            f"NvidiaL4, TpuV5E8, or {NO_ACCELERATOR})"
+        )
     if name.lower() == NO_ACCELERATOR:
         return NO_ACCELERATOR
     if name.lower() == P100 and os.environ.get("KERNEL_ALLOW_P100", "").strip() not in ("1", "true", "yes"):
-        raise PipelineError(f"KERNEL_ACCELERATOR={name} refused: {P100_REASON}. Use the default "
-                            f"{DEFAULT_ACCELERATOR} (GPU T4 x2), or set KERNEL_ALLOW_P100=1 to ask for it anyway")
+        raise PipelineError(
+            f"KERNEL_ACCELERATOR={name} refused: {P100_REASON}. Use the default "
+            f"{DEFAULT_ACCELERATOR} (GPU T4 x2), or set KERNEL_ALLOW_P100=1 to ask for it anyway"
+        )
     return name
 
 
@@ -238,11 +270,21 @@ def metadata(user: str, accelerator: str = DEFAULT_ACCELERATOR) -> dict:
     """kernel-metadata.json: a private script, the competition attached, the accelerator by name, no internet."""
     shape = {} if accelerator == NO_ACCELERATOR else {"machine_shape": accelerator}
     return {
-        "id": f"{user}/{SLUG}", "title": TITLE, "code_file": SCRIPT, "language": "python",
-        "kernel_type": "script", "is_private": True, "enable_gpu": accelerator.lower().startswith("nvidia"),
-        "enable_tpu": accelerator.lower().startswith("tpu"), **shape,
-        "enable_internet": False, "dataset_sources": [], "competition_sources": [config.COMPETITION],
-        "kernel_sources": [], "model_sources": [], "keywords": [],
+        "id": f"{user}/{SLUG}",
+        "title": TITLE,
+        "code_file": SCRIPT,
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": accelerator.lower().startswith("nvidia"),
+        "enable_tpu": accelerator.lower().startswith("tpu"),
+        **shape,
+        "enable_internet": False,
+        "dataset_sources": [],
+        "competition_sources": [config.COMPETITION],
+        "kernel_sources": [],
+        "model_sources": [],
+        "keywords": [],
     }
 
 
@@ -252,8 +294,9 @@ def write_push_folder(folder: Path, user: str, settings: dict, accelerator: str 
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    (folder / "kernel-metadata.json").write_text(json.dumps(metadata(user, accelerator), indent=2) + "\n",
-                                                 encoding="utf-8")
+    (folder / "kernel-metadata.json").write_text(
+        json.dumps(metadata(user, accelerator), indent=2) + "\n", encoding="utf-8"
+    )
     (folder / SCRIPT).write_text(script, encoding="utf-8")
     return folder
 
@@ -283,9 +326,17 @@ def trainings(settings: dict, overrides: list[str]) -> list[dict]:
         p = params_mod.for_model(params, params["ensemble"]["model"] if name == "ensemble" else name)
         folds = params["cv"]["folds"] if cv else 1
         share = (folds - 1) / folds if cv else (1.0 if p["full_data"] else 1 - p["data"]["val_fraction"])
-        per_image = flops.per_image(p["model"], __import__("json").dumps(params_mod.architecture(p), sort_keys=True))
-        found.append({"name": name, "models": folds * members, "epochs": p["epochs"], "batch": p["batch_size"],
-                      "rows": round(COMPETITION_TRAIN_ROWS * share), "per_image": per_image})
+        per_image = flops.per_image(p["model"], json.dumps(params_mod.architecture(p), sort_keys=True))
+        found.append(
+            {
+                "name": name,
+                "models": folds * members,
+                "epochs": p["epochs"],
+                "batch": p["batch_size"],
+                "rows": round(COMPETITION_TRAIN_ROWS * share),
+                "per_image": per_image,
+            }
+        )
     return found
 
 
@@ -295,7 +346,10 @@ def expected_time(settings: dict, overrides: list[str], shape: str) -> str:
     try:
         last = json.loads((output_dir() / RECORD).read_text(encoding="utf-8"))
         if last.get("settings") == settings and last.get("accelerator") == shape and last.get("returncode") == 0:
-            return f"expected time: {_duration(last['seconds'])}, as measured by the last run of these settings on {last['gpu']}"
+            return (
+                f"expected time: {_duration(last['seconds'])}, as measured by the last run of these settings "
+                f"on {last['gpu']}"
+            )
     except (OSError, ValueError, KeyError):
         pass
     parts, seconds = [], 0.0
@@ -304,13 +358,17 @@ def expected_time(settings: dict, overrides: list[str], shape: str) -> str:
         steps = r["models"] * r["epochs"] * -(-r["rows"] // r["batch"])
         by_flops, by_steps = flop / (2 * T4_TFLOPS * 1e12), steps * T4_STEP_S
         seconds += max(by_flops, by_steps)
-        parts.append(f"{r['name']}: {r['models']} model(s) x {r['epochs']} epochs x {r['rows']:,} rows x "
-                     f"{r['per_image'] / 1e6:.1f} MFLOP = {flop / 1e12:,.0f} TFLOP -> {by_flops / 60:.0f} min, "
-                     f"or {steps:,} steps x {T4_STEP_S * 1000:.0f} ms -> {by_steps / 60:.0f} min")
-    return (f"expected time on T4 x2: ~{_duration(seconds)} of training, an estimate (no GPU run of these settings "
-            f"was measured): {'; '.join(parts)}; the longer of each, at an assumed {T4_TFLOPS:g} TFLOP/s per T4 (~5% "
-            f"of its 65 TFLOP/s float16 peak) x 2 T4s and {T4_STEP_S * 1000:.0f} ms per step at least; plus the data "
-            "stage and prediction")
+        parts.append(
+            f"{r['name']}: {r['models']} model(s) x {r['epochs']} epochs x {r['rows']:,} rows x "
+            f"{r['per_image'] / 1e6:.1f} MFLOP = {flop / 1e12:,.0f} TFLOP -> {by_flops / 60:.0f} min, "
+            f"or {steps:,} steps x {T4_STEP_S * 1000:.0f} ms -> {by_steps / 60:.0f} min"
+        )
+    return (
+        f"expected time on T4 x2: ~{_duration(seconds)} of training, an estimate (no GPU run of these settings "
+        f"was measured): {'; '.join(parts)}; the longer of each, at an assumed {T4_TFLOPS:g} TFLOP/s per T4 (~5% "
+        f"of its 65 TFLOP/s float16 peak) x 2 T4s and {T4_STEP_S * 1000:.0f} ms per step at least; plus the data "
+        "stage and prediction"
+    )
 
 
 def push(settings: dict, overrides: list[str] | None = None) -> dict:
@@ -331,14 +389,23 @@ def push(settings: dict, overrides: list[str] | None = None) -> dict:
         raise PipelineError(f"cannot write {exc.filename or kernel_dir()}: {exc.strerror}") from None
     kernel = f"{user}/{SLUG}"
     size = (folder / SCRIPT).stat().st_size
-    _say(f"pushing {_shown(folder / SCRIPT)} ({size / 1024:.0f} KB: the pipeline's code, "
-         f"`make submission {' '.join(make_args(settings))}`) to {kernel}: private, "
-         f"{'no accelerator' if shape == NO_ACCELERATOR else shape}, internet off, "
-         f"competition {config.COMPETITION} attached")
+    _say(
+        f"pushing {_shown(folder / SCRIPT)} ({size / 1024:.0f} KB: the pipeline's code, "
+        f"`make submission {' '.join(make_args(settings))}`) to {kernel}: private, "
+        f"{'no accelerator' if shape == NO_ACCELERATOR else shape}, internet off, "
+        f"competition {config.COMPETITION} attached"
+    )
     answer = kaggle_client.push_kernel(folder)
-    state = {"id": kernel, "version": answer["version"], "url": answer["url"], "ref": answer["ref"],
-             "pushed_at": time.time(), "settings": settings, "submission": submission_name(settings),
-             "accelerator": shape}
+    state = {
+        "id": kernel,
+        "version": answer["version"],
+        "url": answer["url"],
+        "ref": answer["ref"],
+        "pushed_at": time.time(),
+        "settings": settings,
+        "submission": submission_name(settings),
+        "accelerator": shape,
+    }
     kernel_dir().mkdir(parents=True, exist_ok=True)
     write_json(state_path(), state)
     version = f"version {answer['version']}" if answer["version"] else "a new version"
@@ -350,8 +417,10 @@ def read_state() -> dict:
     try:
         return json.loads(state_path().read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PipelineError(f"nothing to wait for: {_shown(state_path())} is missing (no notebook was pushed "
-                            "from here): run `make kernel` first") from None
+        raise PipelineError(
+            f"nothing to wait for: {_shown(state_path())} is missing (no notebook was pushed "
+            "from here): run `make kernel` first"
+        ) from None
     except (OSError, ValueError) as exc:
         raise PipelineError(f"{_shown(state_path())} is unreadable ({exc}): run `make kernel` again") from None
 
@@ -419,7 +488,11 @@ def _unpack(archive: Path, dest: Path) -> None:
                 tar.extractall(dest, filter="data")
             else:  # pragma: no cover - Python without the extraction filters
                 for member in tar.getmembers():
-                    if member.name.startswith("/") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
+                    if (
+                        member.name.startswith("/")
+                        or ".." in Path(member.name).parts
+                        or not (member.isfile() or member.isdir())
+                    ):
                         raise tarfile.TarError(f"unsafe member {member.name}")
                 tar.extractall(dest)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
@@ -440,8 +513,10 @@ def fetch(state: dict) -> Path:
             archive.unlink()
         submission = staging / "submissions" / state["submission"]
         if not submission.is_file():
-            raise PipelineError(f"{describe(state)} finished but its output has no submission "
-                                f"(submissions/{state['submission']}); {log_tail(log_text(log))} (log: {shown_log})")
+            raise PipelineError(
+                f"{describe(state)} finished but its output has no submission "
+                f"(submissions/{state['submission']}); {log_tail(log_text(log))} (log: {shown_log})"
+            )
         try:
             source = json.loads((staging / "data/raw/source.json").read_text(encoding="utf-8"))
             n_test = int(source["rows"]["test"])
@@ -461,8 +536,10 @@ def fetch(state: dict) -> Path:
     except (OSError, ValueError, TypeError):
         pass
     settings = state.get("settings") or {}
-    _say(f"fetched the output into {_shown(target)}: submissions/{path.name} ({rows:,} rows{accuracy}), "
-         f"the notebook's log (notebook.log), its models and data")
+    _say(
+        f"fetched the output into {_shown(target)}: submissions/{path.name} ({rows:,} rows{accuracy}), "
+        f"the notebook's log (notebook.log), its models and data"
+    )
     report_args = " ".join(f"'{a}'" if " " in a else a for a in make_args(settings))
     _say(f"upload it: make submit KERNEL=1; its report: make report OUT={_shown(target)} {report_args}")
     _say(f"the notebook ran on {ran_on(target)} (asked for {state.get('accelerator', DEFAULT_ACCELERATOR)})")
@@ -496,8 +573,9 @@ def fail(state: dict, status: str, failure: str | None, elapsed: float) -> None:
     ended = "was cancelled" if status.startswith("CANCEL") else "ended in ERROR"
     why = f": {kaggle_client.scrub(failure)}" if failure else ""
     where = f" (whole log: {_shown(log)})" if log else ""
-    raise PipelineError(f"{describe(state)} {ended} after {_duration(elapsed)}{why}; {tail}{where}; "
-                        "fix it and rerun `make kernel`")
+    raise PipelineError(
+        f"{describe(state)} {ended} after {_duration(elapsed)}{why}; {tail}{where}; fix it and rerun `make kernel`"
+    )
 
 
 def wait(state: dict) -> Path:
@@ -536,7 +614,8 @@ def wait(state: dict) -> Path:
                     f"{describe(state)} is still {status} after {_duration(time.time() - pushed_at)} "
                     f"(KERNEL_TIMEOUT={timeout:g} s); it goes on running on Kaggle: resume waiting with "
                     "`make kernel-wait` (or `python -m pipeline.kaggle.kernel wait`), "
-                    f"or see {state.get('url') or 'https://www.kaggle.com/code'}")
+                    f"or see {state.get('url') or 'https://www.kaggle.com/code'}"
+                )
             time.sleep(min(poll, left))
     except KeyboardInterrupt:
         print("the notebook goes on running on Kaggle: `make kernel-wait` resumes waiting for it", file=sys.stderr)
@@ -552,14 +631,18 @@ def submit() -> int:
         settings = record["settings"]
         settings["MODEL"]
     except FileNotFoundError:
-        raise PipelineError(f"no notebook output in {_shown(out)}: run `make kernel` (or `make kernel-wait`) first") from None
+        raise PipelineError(
+            f"no notebook output in {_shown(out)}: run `make kernel` (or `make kernel-wait`) first"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PipelineError(f"{_shown(out / RECORD)} is unreadable ({exc}): run `make kernel` again") from None
     args = ["--model", settings["MODEL"]] + (["--cv"] if is_cv(settings) else [])
     env = {**os.environ, "PIPELINE_OUT": str(out.resolve())}
     env.pop("KAGGLE_KERNEL_RUN_TYPE", None)
-    _say(f"uploading {_shown(out / 'submissions' / submission_name(settings))}, the notebook's own "
-         f"(`make submission {' '.join(make_args(settings))}`)")
+    _say(
+        f"uploading {_shown(out / 'submissions' / submission_name(settings))}, the notebook's own "
+        f"(`make submission {' '.join(make_args(settings))}`)"
+    )
     return subprocess.call([sys.executable, "-m", "pipeline.kaggle.submit", *args], cwd=config.ROOT, env=env)
 
 
@@ -572,8 +655,13 @@ def main(argv=None):
     push_only = sub.add_parser("push", help="push the notebook and return (then: wait)")
     push_only.add_argument("settings", nargs="*", metavar="NAME=value")
     for parser in (run, push_only):
-        parser.add_argument("--overrides", nargs="*", default=None, metavar="KEY=VALUE",
-                            help="the parameter overrides these settings resolve to (for the time estimate)")
+        parser.add_argument(
+            "--overrides",
+            nargs="*",
+            default=None,
+            metavar="KEY=VALUE",
+            help="the parameter overrides these settings resolve to (for the time estimate)",
+        )
     sub.add_parser("wait", help="wait for the last pushed notebook, fetch its output")
     sub.add_parser("submit", help="upload the fetched notebook's submission")
     args = ap.parse_args(argv)

@@ -10,6 +10,7 @@ GPU it got; packs what `make report` and `make submit KERNEL=1` read into pipeli
 keeps submission.csv (what the notebook's Submit button takes) and pipeline-run.json; and
 deletes the rest (raw CSVs, arrays) to keep the output small. Standard library only.
 """
+
 import base64
 import io
 import json
@@ -30,8 +31,15 @@ MAKE_ARGS = ["MODEL=conv_gru"]
 SUBMISSION = "submission.csv"
 BUNDLE_INFO = {}
 ACCELERATOR = "NvidiaTeslaT4"
-KEEP = ["data/raw/source.json", "data/processed/features.json", "data/processed/train.npz", "models", "submissions",
-        "reports", "logs"]
+KEEP = [
+    "data/raw/source.json",
+    "data/processed/features.json",
+    "data/processed/train.npz",
+    "models",
+    "submissions",
+    "reports",
+    "logs",
+]
 OUTPUT_DIRS = ["data", "models", "submissions", "reports", "logs", "bench", "kernel", ".make"]
 ARCHIVE = "pipeline-output.tar.gz"
 RECORD = "pipeline-run.json"
@@ -63,8 +71,9 @@ def unpack(dest):
 def run_make(cmd, cwd):
     """Run make, copying its output (stderr merged, in order) into this notebook's log."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace", bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
+    ) as proc:
         for line in proc.stdout:
             print(line, end="", flush=True)
     return proc.returncode
@@ -76,8 +85,11 @@ def pack(working):
     with tarfile.open(working / ARCHIVE, "w:gz", compresslevel=6) as tar:
         for rel in KEEP:
             if (working / rel).exists():
-                tar.add(working / rel, arcname=rel,
-                        filter=lambda info: None if "__pycache__" in info.name.split("/") else info)
+                tar.add(
+                    working / rel,
+                    arcname=rel,
+                    filter=lambda info: None if "__pycache__" in info.name.split("/") else info,
+                )
                 kept.append(rel)
     return kept
 
@@ -89,9 +101,18 @@ def main():
     working.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("KAGGLE_KERNEL_RUN_TYPE", "Batch")  # notebook mode, also when run by hand
     found = gpus()
-    record = {"settings": SETTINGS, "make_args": MAKE_ARGS, "bundle": BUNDLE_INFO, "python": sys.version.split()[0],
-              "executable": sys.executable, "machine": platform.machine(), "accelerator": ACCELERATOR,
-              "gpu": "; ".join(found) or None, "gpus": len(found), "returncode": None}
+    record = {
+        "settings": SETTINGS,
+        "make_args": MAKE_ARGS,
+        "bundle": BUNDLE_INFO,
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "machine": platform.machine(),
+        "accelerator": ACCELERATOR,
+        "gpu": "; ".join(found) or None,
+        "gpus": len(found),
+        "returncode": None,
+    }
     say(f"python {record['python']} ({sys.executable}); asked for {ACCELERATOR}, got: {record['gpu'] or 'no GPU'}")
     returncode = 2
     try:
@@ -107,14 +128,19 @@ def main():
         submission = working / "submissions" / SUBMISSION
         if submission.is_file() and not (working / "submission.csv").exists():
             shutil.copyfile(submission, working / "submission.csv")  # what the Submit button takes
-        record.update(returncode=returncode, seconds=round(time.time() - started, 1),
-                      submission=f"submissions/{SUBMISSION}" if submission.is_file() else None)
+        record.update(
+            returncode=returncode,
+            seconds=round(time.time() - started, 1),
+            submission=f"submissions/{SUBMISSION}" if submission.is_file() else None,
+        )
         record["archive"] = pack(working)
         for name in OUTPUT_DIRS:
             shutil.rmtree(working / name, ignore_errors=True)
         (working / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        say(f"make exited {returncode} after {record['seconds']:.0f} s on {record['gpu'] or 'no GPU'}; output: "
-            + ", ".join(sorted(p.name for p in working.iterdir())))
+        say(
+            f"make exited {returncode} after {record['seconds']:.0f} s on {record['gpu'] or 'no GPU'}; output: "
+            + ", ".join(sorted(p.name for p in working.iterdir()))
+        )
     if returncode != 0:
         raise SystemExit(returncode)  # the notebook ends in ERROR
 

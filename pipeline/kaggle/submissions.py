@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.kaggle import client as kaggle_client
 from pipeline.config import COMPETITION
 from pipeline.errors import cli
+from pipeline.kaggle import client as kaggle_client
 
 COLUMNS = {"date": "date (UTC)", "status": "status", "public_score": "public score", "description": "message"}
 
@@ -27,7 +27,8 @@ def format_table(rows: list[dict]) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.kaggle.submissions",
-        description=f"List your submissions to the Kaggle {COMPETITION} competition, newest first.")
+        description=f"List your submissions to the Kaggle {COMPETITION} competition, newest first.",
+    )
     parser.parse_args(argv)
     rows = kaggle_client.submissions()
     if not rows:

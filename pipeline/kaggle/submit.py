@@ -23,10 +23,13 @@ def check_provenance(prov: dict, submission_sha: str, predicted_by_sha: str | No
     if prov["submission_sha256"] != submission_sha:
         raise PipelineError(f"{name} changed after it was predicted: run `make submission` again")
     if prov["predicted_by_sha256"] != predicted_by_sha:
-        raise PipelineError(f"{name} was predicted by an older {prov['model']} ({prov['predicted_by']}): "
-                            "run `make submission` again")
+        raise PipelineError(
+            f"{name} was predicted by an older {prov['model']} ({prov['predicted_by']}): run `make submission` again"
+        )
     if prov["data"]["test_sha256"] != source["sha256"]["test.csv"]:
-        raise PipelineError(f"{name} was predicted from a different test.csv than data/raw holds: run `make submission` again")
+        raise PipelineError(
+            f"{name} was predicted from a different test.csv than data/raw holds: run `make submission` again"
+        )
 
 
 def upload_refusal(prov: dict, credentials: bool) -> str | None:
@@ -34,11 +37,15 @@ def upload_refusal(prov: dict, credentials: bool) -> str | None:
     data = prov["data"]
     if not data["from_kaggle"]:
         if data["origin"] == "sample":
-            return ("its test set is the committed demo sample, not the competition's: configure Kaggle credentials "
-                    f"(see {kaggle_client_token_url()}) and rerun `make submit`, which then fetches the competition files "
-                    "and retrains on them")
-        return (f"its test set came from local data ({data['path']}), which is not known to be the competition's own "
-                "test.csv: rerun with DATA=kaggle (Kaggle credentials) or in a Kaggle notebook to get the competition files")
+            return (
+                "its test set is the committed demo sample, not the competition's: configure Kaggle credentials "
+                f"(see {kaggle_client_token_url()}) and rerun `make submit`, which then fetches the competition files "
+                "and retrains on them"
+            )
+        return (
+            f"its test set came from local data ({data['path']}), which is not known to be the competition's own "
+            "test.csv: rerun with DATA=kaggle (Kaggle credentials) or in a Kaggle notebook to get the competition files"
+        )
     if not credentials:
         from pipeline.kaggle import client as kaggle_client
 
@@ -78,7 +85,12 @@ def main(argv=None):
     source = read_json(config.RAW_DIR / "source.json")
     sha = sha256_file(path)
     if sha != prov["submission_sha256"]:  # truncated or edited after prediction: rebuilt on the next make
-        damaged(path, None, f"its sha256 {sha[:12]} is not the {prov['submission_sha256'][:12]} {path.with_suffix('.json').name} recorded")
+        damaged(
+            path,
+            None,
+            f"its sha256 {sha[:12]} is not the {prov['submission_sha256'][:12]} "
+            f"{path.with_suffix('.json').name} recorded",
+        )
     csvcheck.read_submission(path, n_expected=source["rows"]["test"])
     predicted_by = config.OUT / prov["predicted_by"]
     check_provenance(prov, sha, sha256_file(predicted_by) if predicted_by.is_file() else None, source)
@@ -102,8 +114,10 @@ def main(argv=None):
     result = kaggle_client.submit(path, message)
     write_json(receipt_path, {"submission_sha256": sha, "message": message, "status": "uploaded", **result})
     remaining = "unknown" if result.get("remaining") is None else result["remaining"]
-    print(f"uploaded {path.name} to {config.COMPETITION}: ref {result['ref']}, message '{message}'; "
-          f"submissions left today: {remaining}. See `make submissions` for its score.")
+    print(
+        f"uploaded {path.name} to {config.COMPETITION}: ref {result['ref']}, message '{message}'; "
+        f"submissions left today: {remaining}. See `make submissions` for its score."
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,10 @@ def affine_sources(images, a0, a1, a2, b0, b1, b2):
     def per_image(v):
         return ops.reshape(v, (-1, 1, 1))
 
-    return (per_image(a0) * xs + per_image(a1) * ys + per_image(a2),
-            per_image(b0) * xs + per_image(b1) * ys + per_image(b2))
+    return (
+        per_image(a0) * xs + per_image(a1) * ys + per_image(a2),
+        per_image(b0) * xs + per_image(b1) * ys + per_image(b2),
+    )
 
 
 def warp(images, a0, a1, a2, b0, b1, b2, displacement=None):
@@ -71,8 +73,14 @@ def native_warp(images, a0, a1, a2, b0, b1, b2):
     """The same warp by `keras.ops.image.affine_transform` (one kernel under TensorFlow)."""
     zeros = ops.zeros_like(a0)
     transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    warped = ops.image.affine_transform(ops.expand_dims(images, -1), transform, interpolation="bilinear",
-                                        fill_mode="constant", fill_value=0, data_format="channels_last")
+    warped = ops.image.affine_transform(
+        ops.expand_dims(images, -1),
+        transform,
+        interpolation="bilinear",
+        fill_mode="constant",
+        fill_value=0,
+        data_format="channels_last",
+    )
     return ops.squeeze(warped, -1)
 
 
@@ -80,7 +88,7 @@ def gaussian_kernel(sigma: float):
     """A normalised 1-D Gaussian, 3 sigma each side."""
     radius = int(3 * sigma + 0.5)
     x = ops.arange(-radius, radius + 1, dtype="float32")
-    k = ops.exp(-(x ** 2) / (2 * sigma ** 2))
+    k = ops.exp(-(x**2) / (2 * sigma**2))
     return k / ops.sum(k)
 
 
@@ -128,5 +136,11 @@ class RandomAffine(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return super().get_config() | {"rotation": self.rotation, "zoom": self.zoom, "shift": self.shift,
-                                       "elastic": self.elastic, "elastic_sigma": self.elastic_sigma, "seed": self.seed}
+        return super().get_config() | {
+            "rotation": self.rotation,
+            "zoom": self.zoom,
+            "shift": self.shift,
+            "elastic": self.elastic,
+            "elastic_sigma": self.elastic_sigma,
+            "seed": self.seed,
+        }

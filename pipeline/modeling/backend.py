@@ -62,8 +62,11 @@ def compilation_cache() -> None:
     with a size limit JAX locks each entry, so folds trained side by side never read one half-written.
     A JAX_COMPILATION_CACHE_DIR of the user's wins. Not in a Kaggle notebook: its output root is the
     notebook's saved output, which `make kernel` downloads."""
-    if ("JAX_COMPILATION_CACHE_DIR" in os.environ or importlib.util.find_spec("filelock") is None
-            or os.environ.get("KAGGLE_KERNEL_RUN_TYPE")):
+    if (
+        "JAX_COMPILATION_CACHE_DIR" in os.environ
+        or importlib.util.find_spec("filelock") is None
+        or os.environ.get("KAGGLE_KERNEL_RUN_TYPE")
+    ):
         return
     from pipeline import config
 
@@ -117,5 +120,9 @@ def devices() -> str:
     if backend == "torch":
         import torch
 
-        return f"{torch.cuda.device_count()} x gpu ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+        return (
+            f"{torch.cuda.device_count()} x gpu ({torch.cuda.get_device_name(0)})"
+            if torch.cuda.is_available()
+            else "cpu"
+        )
     return backend

@@ -16,8 +16,14 @@ import keras
 @keras.saving.register_keras_serializable(package="pipeline")
 class BatchNorm(keras.layers.BatchNormalization):
     def _fused(self, inputs, mask) -> bool:
-        return (keras.backend.backend() == "tensorflow" and mask is None and not self.renorm
-                and not self.synchronized and self.axis in (-1, len(inputs.shape) - 1) and len(inputs.shape) in (2, 4))
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and self.axis in (-1, len(inputs.shape) - 1)
+            and len(inputs.shape) in (2, 4)
+        )
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused(inputs, mask):
@@ -32,15 +38,23 @@ class BatchNorm(keras.layers.BatchNormalization):
         gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels])
         beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels])
         if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
-                                                                 data_format="NHWC", is_training=True)
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
+            )
             n = tf.cast(tf.size(x) // channels, tf.float32)
             variance = variance * (n - 1.0) / tf.maximum(n, 1.0)  # the kernel's is unbiased; Keras keeps the biased
             self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
             self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
-                                                       variance=tf.cast(self.moving_variance, tf.float32),
-                                                       epsilon=self.epsilon, data_format="NHWC", is_training=False)
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x,
+                gamma,
+                beta,
+                mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32),
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=False,
+            )
         y = y if len(inputs.shape) == 4 else tf.reshape(y, shape)
         return tf.cast(y, self.compute_dtype)

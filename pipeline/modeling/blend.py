@@ -69,11 +69,12 @@ def fit_weights(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
         w = _softmax(theta)
         mix = np.clip(p @ w, EPS, None)
         loss = -np.mean(np.log(mix))
-        g_w = -(p / mix[:, None]).mean(axis=0)        # d loss / d w
-        return loss, w * (g_w - w @ g_w)              # chain rule through the softmax
+        g_w = -(p / mix[:, None]).mean(axis=0)  # d loss / d w
+        return loss, w * (g_w - w @ g_w)  # chain rule through the softmax
 
-    result = minimize(loss_and_grad, np.zeros(k), jac=True, method="L-BFGS-B",
-                      options={"maxiter": 1000, "gtol": 1e-10, "ftol": 1e-15})
+    result = minimize(
+        loss_and_grad, np.zeros(k), jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-10, "ftol": 1e-15}
+    )
     return _softmax(result.x)
 
 
@@ -102,9 +103,12 @@ def oof_scores(y: np.ndarray, proba: np.ndarray, fold: np.ndarray) -> dict:
     from pipeline.stats import accuracy_ci
 
     correct = np.asarray(proba).argmax(axis=1) == np.asarray(y)
-    return {"oof_accuracy": float(correct.mean()), "oof_ci95": list(accuracy_ci(correct)),
-            "oof_log_loss": log_loss(y, proba),
-            "fold_accuracy": [float(correct[fold == f].mean()) for f in np.unique(fold)]}
+    return {
+        "oof_accuracy": float(correct.mean()),
+        "oof_ci95": list(accuracy_ci(correct)),
+        "oof_log_loss": log_loss(y, proba),
+        "fold_accuracy": [float(correct[fold == f].mean()) for f in np.unique(fold)],
+    }
 
 
 # ---------------------------------------------------------------- reading CV runs
@@ -126,8 +130,13 @@ def load_cv_run(model: str, cv_dir: Path | None = None) -> tuple[dict, dict]:
     if lacking:
         raise PipelineError(f"{oof_path} lacks {', '.join(lacking)}: {missing_run_hint(model)} again")
     n = len(oof["y_true"])
-    if (oof["proba"].shape != (n, config.N_CLASSES) or len(oof["index"]) != n or len(oof["fold"]) != n
-            or oof["test_proba"].ndim != 2 or oof["test_proba"].shape[1] != config.N_CLASSES):
+    if (
+        oof["proba"].shape != (n, config.N_CLASSES)
+        or len(oof["index"]) != n
+        or len(oof["fold"]) != n
+        or oof["test_proba"].ndim != 2
+        or oof["test_proba"].shape[1] != config.N_CLASSES
+    ):
         raise PipelineError(f"{oof_path} has inconsistent shapes: {missing_run_hint(model)} again")
     return metrics, oof
 
@@ -142,10 +151,14 @@ def check_same_folds(runs: dict[str, tuple[dict, dict]]) -> None:
             if m.get(key) != m0.get(key):
                 raise PipelineError(
                     f"{name} and {first} were cross-validated on different {what} ({key} {str(m.get(key))[:12]} vs "
-                    f"{str(m0.get(key))[:12]}): rerun `make cv MODEL=<model>` for both with the same data and [cv] params")
+                    f"{str(m0.get(key))[:12]}): rerun `make cv MODEL=<model>` for both with the same data "
+                    "and [cv] params"
+                )
         if not all(np.array_equal(o[k], o0[k]) for k in ("index", "y_true", "fold")):
-            raise PipelineError(f"{name} and {first} have OOF predictions for different rows or folds "
-                                f"(same folds_sha256): rerun `make cv MODEL={name}`")
+            raise PipelineError(
+                f"{name} and {first} have OOF predictions for different rows or folds "
+                f"(same folds_sha256): rerun `make cv MODEL={name}`"
+            )
 
 
 # ---------------------------------------------------------------- the stage
@@ -165,14 +178,22 @@ def blend_runs(runs: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
     proba = np.stack([runs[m][1]["proba"] for m in names]).astype(np.float64)
     tests = [runs[m][1]["test_proba"] for m in names]
     if len({t.shape for t in tests}) != 1:
-        raise PipelineError("the members' test_proba differ in shape (" + ", ".join(
-            f"{m} {t.shape}" for m, t in zip(names, tests)) + "): rerun their `make cv` on the same data")
+        raise PipelineError(
+            "the members' test_proba differ in shape ("
+            + ", ".join(f"{m} {t.shape}" for m, t in zip(names, tests))
+            + "): rerun their `make cv` on the same data"
+        )
     oof_proba, fold_weights = nested_blend(proba, y, fold)
     weights = fit_weights(proba, y)
     test_proba = mix(np.stack(tests), weights)
     oof_proba = oof_proba.astype(np.float32)  # the scores below are those of the saved array
-    arrays = {"index": first["index"], "y_true": first["y_true"], "proba": oof_proba, "fold": fold,
-              "test_proba": test_proba.astype(np.float32)}
+    arrays = {
+        "index": first["index"],
+        "y_true": first["y_true"],
+        "proba": oof_proba,
+        "fold": fold,
+        "test_proba": test_proba.astype(np.float32),
+    }
     members = {m: runs[m][0] for m in names}
     params = {"blend": {"models": names}, "members": {m: members[m].get("params_hash") for m in names}}
     from pipeline.params import short_hash
@@ -212,8 +233,11 @@ def summary_line(metrics: dict) -> str:
     lo, hi = metrics["oof_ci95"]
     weights = ", ".join(f"{m} {w:.3f}" for m, w in metrics["weights"].items())
     members = ", ".join(f"{m} {a:.2%}" for m, a in metrics["member_oof_accuracy"].items())
-    return (f"blend: OOF accuracy {metrics['oof_accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}) over {metrics['n_rows']:,} rows, "
-            f"log loss {metrics['oof_log_loss']:.4f}; weights {weights}; members' OOF accuracy {members}")
+    return (
+        f"blend: OOF accuracy {metrics['oof_accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}) "
+        f"over {metrics['n_rows']:,} rows, "
+        f"log loss {metrics['oof_log_loss']:.4f}; weights {weights}; members' OOF accuracy {members}"
+    )
 
 
 @cli

@@ -19,12 +19,14 @@ MODEL=ensemble trains `ensemble.members` members per fold (each its own seed) an
 
 import argparse
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import config, params as params_mod, provenance, stats
+from pipeline import config, provenance, stats
+from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
 
@@ -67,9 +69,17 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
         import keras
 
         where = out / f"member-{i}" if model == "ensemble" else out
-        trained, history, _ = fit(x[train], y[train], mp, work_dir_for(where, mp, train), x[held], y[held],
-                                  log_dir=config.LOGS_DIR / model / "cv" / where.relative_to(config.cv_dir(model)),
-                                  verbose=verbose, label=f"fold {k}{f' member {i}' if len(members) > 1 else ''}: ")
+        trained, history, _ = fit(
+            x[train],
+            y[train],
+            mp,
+            work_dir_for(where, mp, train),
+            x[held],
+            y[held],
+            log_dir=config.LOGS_DIR / model / "cv" / where.relative_to(config.cv_dir(model)),
+            verbose=verbose,
+            label=f"fold {k}{f' member {i}' if len(members) > 1 else ''}: ",
+        )
         with atomic_path(where / "model.keras", suffix=".keras") as tmp:
             trained.save(tmp)
         histories.append(history)
@@ -77,17 +87,22 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
         keras.backend.clear_session()
     # The rows as trained on, from the arrays themselves: tests check these, not the code's intent.
     save_npz(out / "rows.npz", train=train, held_out=held)
-    metrics = {"model": model, "fold": k, "train_rows": int(len(train)), "held_out_rows": int(len(held)),
-               "models": [str(path.relative_to(out)) for path in saved], "history": mean_history(histories),
-               "train_seconds": round(time.perf_counter() - start, 1),
-               "cpu_seconds": round(sum(os.times()[:2]) - sum(cpu[:2]), 1), "run": provenance.run(),
-               "params_hash": params_mod.short_hash(p),
-               "data_sha256": provenance.data_sha256(),
-               "outputs": outputs(out, [str(path.relative_to(out)) for path in saved] + ["rows.npz"])}
+    metrics = {
+        "model": model,
+        "fold": k,
+        "train_rows": int(len(train)),
+        "held_out_rows": int(len(held)),
+        "models": [str(path.relative_to(out)) for path in saved],
+        "history": mean_history(histories),
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds": round(sum(os.times()[:2]) - sum(cpu[:2]), 1),
+        "run": provenance.run(),
+        "params_hash": params_mod.short_hash(p),
+        "data_sha256": provenance.data_sha256(),
+        "outputs": outputs(out, [str(path.relative_to(out)) for path in saved] + ["rows.npz"]),
+    }
     for where in {path.parent for path in saved}:
         for work in where.glob(".work-*"):
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
     write_json(out / "metrics.json", metrics)  # last: Make's target
     return metrics
@@ -120,11 +135,15 @@ def fold_proba(model: str, k: int, x_held, x_test, tta: bool) -> tuple[np.ndarra
 def check_rows(model: str, k: int, ids: np.ndarray) -> None:
     """The fold's saved rows must be exactly what the fold assignment says, and disjoint."""
     rows = load_npz(fold_dir(model, k) / "rows.npz")
-    if (np.intersect1d(rows["train"], rows["held_out"]).size
-            or not np.array_equal(rows["held_out"], np.flatnonzero(ids == k - 1))
-            or not np.array_equal(rows["train"], np.flatnonzero(ids != k - 1))):
-        raise PipelineError(f"{fold_dir(model, k)} was trained on other rows than fold {k} of these folds: "
-                            f"delete {config.cv_dir(model)} and rerun `make cv MODEL={model}`")
+    if (
+        np.intersect1d(rows["train"], rows["held_out"]).size
+        or not np.array_equal(rows["held_out"], np.flatnonzero(ids == k - 1))
+        or not np.array_equal(rows["train"], np.flatnonzero(ids != k - 1))
+    ):
+        raise PipelineError(
+            f"{fold_dir(model, k)} was trained on other rows than fold {k} of these folds: "
+            f"delete {config.cv_dir(model)} and rerun `make cv MODEL={model}`"
+        )
 
 
 def assemble(model: str, folds: int) -> dict:
@@ -135,6 +154,8 @@ def assemble(model: str, folds: int) -> dict:
     p = read_json(config.cv_dir(model) / "params.json")
     tta = read_json(config.model_dir(model) / "predict.json")["tta"]
     backend.init(preferred=backend.choose(p["member"] if model == "ensemble" else p))
+    import keras  # after backend.init: the backend is fixed at Keras's import
+
     data, x_test = load_npz(config.PROCESSED_DIR / "train.npz"), load_npz(config.PROCESSED_DIR / "test.npz")["x"]
     x, y = data["x"], data["y"].astype(np.int64)
     ids = fold_ids(y, folds, p["cv"]["seed"])
@@ -148,23 +169,36 @@ def assemble(model: str, folds: int) -> dict:
         test += test_k / folds
         fold_metrics.append(read_json(fold_dir(model, k) / "metrics.json"))
     correct = oof.argmax(axis=1) == y
-    save_npz(config.cv_dir(model) / "oof.npz", index=np.arange(len(y)), y_true=y, proba=oof, fold=ids,
-             test_proba=test.astype(np.float32))
+    save_npz(
+        config.cv_dir(model) / "oof.npz",
+        index=np.arange(len(y)),
+        y_true=y,
+        proba=oof,
+        fold=ids,
+        test_proba=test.astype(np.float32),
+    )
     epoch_seconds = [h["epoch_seconds"] for m in fold_metrics for h in m["history"][1:]]
     metrics = {
-        "model": model, "cv": p["cv"], "tta": tta,
-        "oof_accuracy": float(correct.mean()), "oof_ci95": list(stats.accuracy_ci(correct)),
+        "model": model,
+        "cv": p["cv"],
+        "tta": tta,
+        "oof_accuracy": float(correct.mean()),
+        "oof_ci95": list(stats.accuracy_ci(correct)),
         "oof_log_loss": float(log_loss(y, oof, labels=np.arange(config.N_CLASSES))),
         "fold_accuracy": [float(correct[ids == k].mean()) for k in range(folds)],
-        "n_rows": int(len(y)), "parameters": parameters,
+        "n_rows": int(len(y)),
+        "parameters": parameters,
         "seconds_per_epoch": round(float(np.median(epoch_seconds)), 2) if epoch_seconds else None,
         "train_seconds": round(sum(m["train_seconds"] for m in fold_metrics), 1),
         "cpu_seconds": round(sum(m.get("cpu_seconds", 0) for m in fold_metrics), 1),
         "history": mean_history([m["history"] for m in fold_metrics]),
-        "params": p, "params_hash": params_mod.short_hash(p), "data_sha256": provenance.data_sha256(),
+        "params": p,
+        "params_hash": params_mod.short_hash(p),
+        "data_sha256": provenance.data_sha256(),
         "folds_sha256": params_mod.short_hash(ids.tolist()),
         "outputs": outputs(config.cv_dir(model), ["oof.npz"]),
-        "backend": __import__("keras").backend.backend(), "provenance": provenance.collect(),
+        "backend": keras.backend.backend(),
+        "provenance": provenance.collect(),
     }
     write_json(config.cv_dir(model) / "metrics.json", metrics)  # last: Make's target
     return metrics
@@ -173,8 +207,10 @@ def assemble(model: str, folds: int) -> dict:
 def summary_line(m: dict) -> str:
     lo, hi = m["oof_ci95"]
     folds = " ".join(f"{a:.2%}" for a in m["fold_accuracy"])
-    return (f"{m['model']}: OOF accuracy {m['oof_accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}) over {m['n_rows']:,} rows, "
-            f"{m['cv']['folds']} folds: {folds}{' (TTA)' if m['tta'] else ''}")
+    return (
+        f"{m['model']}: OOF accuracy {m['oof_accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}) over {m['n_rows']:,} rows, "
+        f"{m['cv']['folds']} folds: {folds}{' (TTA)' if m['tta'] else ''}"
+    )
 
 
 @cli
@@ -195,8 +231,10 @@ def main(argv=None):
         data = load_npz(config.PROCESSED_DIR / "train.npz")
         ids = fold_ids(data["y"], p["cv"]["folds"], p["cv"]["seed"])
         m = train_fold(p, args.model, args.fold, data["x"], data["y"], ids)
-        print(f"{args.model} fold {args.fold}/{p['cv']['folds']}: trained on {m['train_rows']:,} rows in "
-              f"{m['train_seconds']} s; held out {m['held_out_rows']:,}")
+        print(
+            f"{args.model} fold {args.fold}/{p['cv']['folds']}: trained on {m['train_rows']:,} rows in "
+            f"{m['train_seconds']} s; held out {m['held_out_rows']:,}"
+        )
     else:
         print(summary_line(assemble(args.model, args.folds)))
 

@@ -61,25 +61,34 @@ def assemble(n_members: int) -> dict:
 
     p = read_json(ENSEMBLE_DIR / "params.json")
     full_data = p["member"]["full_data"]
-    quoted = quoted_split_accuracy(ENSEMBLE_DIR, p, {**p, "member": {**p["member"], "full_data": False}},
-                                   members=n_members) if full_data else None
+    quoted = (
+        quoted_split_accuracy(ENSEMBLE_DIR, p, {**p, "member": {**p["member"], "full_data": False}}, members=n_members)
+        if full_data
+        else None
+    )
     member_metrics = [read_json(member_dir(i) / "metrics.json") for i in range(1, n_members + 1)]
     model = average_model([load_model(member_dir(i) / "model.keras") for i in range(1, n_members + 1)])
     # Saved before compiling: an optimizer-free file (nothing to train) that loads without warnings.
     with atomic_path(ENSEMBLE_DIR / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    metrics = {"model": "ensemble", "members": n_members, "member_model": p["member"]["model"],
-               "backend": keras.backend.backend(),
-               "parameters": int(model.count_params()),
-               "member_val_accuracy": [m.get("val_accuracy") for m in member_metrics],
-               "epochs_run": member_metrics[0]["epochs_run"],
-               # The members' mean curve per epoch, so reports can draw the ensemble's training.
-               "history": mean_history([m["history"] for m in member_metrics]),
-               "seconds_per_epoch": float(np.mean([m["seconds_per_epoch"] for m in member_metrics])),
-               "train_seconds": float(np.sum([m["train_seconds"] for m in member_metrics])),
-               "params": p, "params_hash": member_metrics[0]["params_hash"],
-               "data_sha256": provenance.data_sha256(), "provenance": provenance.collect()}
+    metrics = {
+        "model": "ensemble",
+        "members": n_members,
+        "member_model": p["member"]["model"],
+        "backend": keras.backend.backend(),
+        "parameters": int(model.count_params()),
+        "member_val_accuracy": [m.get("val_accuracy") for m in member_metrics],
+        "epochs_run": member_metrics[0]["epochs_run"],
+        # The members' mean curve per epoch, so reports can draw the ensemble's training.
+        "history": mean_history([m["history"] for m in member_metrics]),
+        "seconds_per_epoch": float(np.mean([m["seconds_per_epoch"] for m in member_metrics])),
+        "train_seconds": float(np.sum([m["train_seconds"] for m in member_metrics])),
+        "params": p,
+        "params_hash": member_metrics[0]["params_hash"],
+        "data_sha256": provenance.data_sha256(),
+        "provenance": provenance.collect(),
+    }
     if full_data:
         (ENSEMBLE_DIR / "val_predictions.npz").unlink(missing_ok=True)
         if quoted is not None:
@@ -113,8 +122,12 @@ def main(argv=None):
     if args.command == "member":
         p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)
         backend.init(p["seed"], backend.choose(p))
-        m = train_model(p, member_dir(args.index), config.PROCESSED_DIR / "train.npz",
-                        log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}")
+        m = train_model(
+            p,
+            member_dir(args.index),
+            config.PROCESSED_DIR / "train.npz",
+            log_dir=config.LOGS_DIR / "ensemble" / f"member-{args.index}",
+        )
         print(f"ensemble member {args.index} ({p['model']}, seed {p['seed']}): {accuracy_note(m)}")
     else:
         if args.members < 1:

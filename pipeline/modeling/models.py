@@ -64,8 +64,14 @@ def cnn(x, width=16, seed=None):
     x = layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image")(x)
     for block, filters in enumerate((width, 2 * width), start=1):
         for i, (kernel, strides) in enumerate(((3, 1), (3, 1), (5, 2)), start=1):
-            x = layers.Conv2D(filters, kernel, strides=strides, padding="same" if strides > 1 else "valid",
-                              use_bias=False, name=f"conv{block}_{i}")(x)
+            x = layers.Conv2D(
+                filters,
+                kernel,
+                strides=strides,
+                padding="same" if strides > 1 else "valid",
+                use_bias=False,
+                name=f"conv{block}_{i}",
+            )(x)
             x = BatchNorm(name=f"bn{block}_{i}")(x)
             x = layers.Activation("relu", name=f"relu{block}_{i}")(x)
         x = layers.Dropout(0.4, seed=_seed(seed, block), name=f"dropout{block}")(x)

@@ -38,8 +38,10 @@ def load_model(path: Path):
         raise PipelineError(f"{path} could not be loaded ({reason[:200]}): delete it and run `make train`") from None
     expected = (None, config.IMAGE_SIDE, config.IMAGE_SIDE)
     if tuple(model.input_shape) != expected:
-        raise PipelineError(f"{path} expects input shape {tuple(model.input_shape)}, but the data is {expected}: "
-                            "it was not trained by this pipeline's features")
+        raise PipelineError(
+            f"{path} expects input shape {tuple(model.input_shape)}, but the data is {expected}: "
+            "it was not trained by this pipeline's features"
+        )
     return model
 
 
@@ -51,8 +53,9 @@ def shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """(N, 28, 28) images moved by (dy, dx) pixels, blank where they move in from outside."""
     out = np.zeros_like(x)
     h, w = x.shape[1:]
-    out[:, max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = x[:, max(-dy, 0): h + min(-dy, 0),
-                                                                       max(-dx, 0): w + min(-dx, 0)]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
@@ -90,18 +93,26 @@ def write_outputs(out: Path, labels: np.ndarray, model: str, predicted_by: Path,
     them leaves the target out of date, never a submission without its record."""
     source = read_json(config.RAW_DIR / "source.json")
     data = checked_submission(labels, n_test=source["rows"]["test"])
-    write_json(out.with_suffix(".json"), {
-        "submission": out.name,
-        "submission_sha256": hashlib.sha256(data).hexdigest(),
-        "model": model,
-        # The file the labels came from (a model, or a CV run's predictions): `make submit` checks it.
-        "predicted_by": str(predicted_by.relative_to(config.OUT)),
-        "predicted_by_sha256": sha256_file(predicted_by),
-        **record,
-        "data": {"origin": source["origin"], "from_kaggle": source["from_kaggle"], "path": source["path"],
-                 "test_sha256": source["sha256"]["test.csv"], "train_sha256": source["sha256"]["train.csv"]},
-        "provenance": provenance.collect(),
-    })
+    write_json(
+        out.with_suffix(".json"),
+        {
+            "submission": out.name,
+            "submission_sha256": hashlib.sha256(data).hexdigest(),
+            "model": model,
+            # The file the labels came from (a model, or a CV run's predictions): `make submit` checks it.
+            "predicted_by": str(predicted_by.relative_to(config.OUT)),
+            "predicted_by_sha256": sha256_file(predicted_by),
+            **record,
+            "data": {
+                "origin": source["origin"],
+                "from_kaggle": source["from_kaggle"],
+                "path": source["path"],
+                "test_sha256": source["sha256"]["test.csv"],
+                "train_sha256": source["sha256"]["train.csv"],
+            },
+            "provenance": provenance.collect(),
+        },
+    )
     write_bytes(out, data)
     if config.IN_NOTEBOOK:
         write_bytes(config.NOTEBOOK_SUBMISSION, data)
@@ -118,10 +129,19 @@ def predict_single(model_name: str) -> None:
     backend.init(preferred=metrics["backend"])  # the backend it trained fastest on predicts fastest too
     model = load_model(model_dir / "model.keras")
     labels, _ = predict_labels(model, load_npz(config.PROCESSED_DIR / "test.npz")["x"], tta)
-    write_outputs(config.submission_path(model_name), labels, model_name, model_dir / "model.keras", {
-        "val_accuracy": metrics.get("val_accuracy"),
-        "split_val_accuracy": metrics.get("split_val_accuracy"),  # a full-data model: its settings' split result
-        "tta": tta, "params": metrics["params"], "params_hash": metrics["params_hash"]})
+    write_outputs(
+        config.submission_path(model_name),
+        labels,
+        model_name,
+        model_dir / "model.keras",
+        {
+            "val_accuracy": metrics.get("val_accuracy"),
+            "split_val_accuracy": metrics.get("split_val_accuracy"),  # a full-data model: its settings' split result
+            "tta": tta,
+            "params": metrics["params"],
+            "params_hash": metrics["params_hash"],
+        },
+    )
 
 
 def predict_cv(model_name: str) -> None:
@@ -129,10 +149,19 @@ def predict_cv(model_name: str) -> None:
     cv_dir = config.cv_dir(model_name)
     metrics = read_json(cv_dir / "metrics.json")
     test_proba = load_npz(cv_dir / "oof.npz")["test_proba"]
-    write_outputs(config.submission_path(model_name, cv=True), test_proba.argmax(axis=1).astype(np.int64),
-                  model_name, cv_dir / "oof.npz", {
-                      "oof_accuracy": metrics["oof_accuracy"], "oof_ci95": metrics["oof_ci95"],
-                      "folds": metrics["cv"]["folds"], "params": metrics["params"], "params_hash": metrics["params_hash"]})
+    write_outputs(
+        config.submission_path(model_name, cv=True),
+        test_proba.argmax(axis=1).astype(np.int64),
+        model_name,
+        cv_dir / "oof.npz",
+        {
+            "oof_accuracy": metrics["oof_accuracy"],
+            "oof_ci95": metrics["oof_ci95"],
+            "folds": metrics["cv"]["folds"],
+            "params": metrics["params"],
+            "params_hash": metrics["params_hash"],
+        },
+    )
 
 
 @cli

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import config, params as params_mod, provenance
+from pipeline import config, provenance
+from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import load_npz, outputs, read_json, save_npz, write_json, write_text
 from pipeline.stats import mcnemar
@@ -56,9 +57,13 @@ def suggest(trial, model: str, space: dict) -> dict:
         if "choices" in spec:
             chosen[key] = trial.suggest_categorical(key, spec["choices"])
         elif schema[key][0] is int:
-            chosen[key] = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False))
+            chosen[key] = trial.suggest_int(
+                key, spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False)
+            )
         else:
-            chosen[key] = trial.suggest_float(key, spec["low"], spec["high"], step=spec.get("step"), log=spec.get("log", False))
+            chosen[key] = trial.suggest_float(
+                key, spec["low"], spec["high"], step=spec.get("step"), log=spec.get("log", False)
+            )
     return chosen
 
 
@@ -92,8 +97,17 @@ def objective(sp: dict, x, y, train_rows, held_rows, out: Path, verbose=2):
 
         start = time.perf_counter()
         try:
-            model, _, _ = fit(x[train_rows], y[train_rows], p, work, x[held_rows], y[held_rows],
-                              verbose=verbose, label=f"trial {trial.number}: ", on_epoch=report)
+            model, _, _ = fit(
+                x[train_rows],
+                y[train_rows],
+                p,
+                work,
+                x[held_rows],
+                y[held_rows],
+                verbose=verbose,
+                label=f"trial {trial.number}: ",
+                on_epoch=report,
+            )
             proba = predict_proba(model, x[held_rows])
         except optuna.TrialPruned:
             shutil.rmtree(work, ignore_errors=True)  # a pruned trial is not resumed
@@ -118,12 +132,22 @@ def open_study(sp: dict, out: Path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is printed by `say` instead
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the heartbeat's
     out.mkdir(parents=True, exist_ok=True)
-    storage = RDBStorage(f"sqlite:///{out / 'study.db'}", heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+    storage = RDBStorage(
+        f"sqlite:///{out / 'study.db'}",
+        heartbeat_interval=HEARTBEAT_S,
+        grace_period=GRACE_S,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+    )
     study = optuna.create_study(
-        study_name=study_name(sp), storage=storage, direction="maximize", load_if_exists=True,
+        study_name=study_name(sp),
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=sp["train"]["seed"]),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=PRUNE_FROM, interval_steps=10))
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=PRUNE_FROM, interval_steps=10
+        ),
+    )
     if not study.trials:
         study.enqueue_trial({k: sp["train"][k] for k in sp["space"]})  # trial 0: the settings in params.toml
     return study
@@ -146,13 +170,18 @@ def search(sp: dict, x, y, out: Path, verbose=2) -> dict:
     train_rows, held_rows = np.flatnonzero(ids != sp["fold"] - 1), np.flatnonzero(ids == sp["fold"] - 1)
     study = open_study(sp, out)
     if len(finished(study)) < sp["trials"]:
-        print(f"study {study.study_name} ({out / 'study.db'}): {len(finished(study))} of {sp['trials']} trials "
-              f"finished; trials train on fold {sp['fold']}'s {len(train_rows):,} training rows and are scored on its "
-              f"{len(held_rows):,} held-out rows", flush=True)
-        done = optuna.study.MaxTrialsCallback(sp["trials"], states=(optuna.trial.TrialState.COMPLETE,
-                                                                     optuna.trial.TrialState.PRUNED))
-        study.optimize(objective(sp, x, y, train_rows, held_rows, out, verbose), callbacks=[done, say],
-                       gc_after_trial=True)
+        print(
+            f"study {study.study_name} ({out / 'study.db'}): {len(finished(study))} of {sp['trials']} trials "
+            f"finished; trials train on fold {sp['fold']}'s {len(train_rows):,} training rows and are scored on its "
+            f"{len(held_rows):,} held-out rows",
+            flush=True,
+        )
+        done = optuna.study.MaxTrialsCallback(
+            sp["trials"], states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        )
+        study.optimize(
+            objective(sp, x, y, train_rows, held_rows, out, verbose), callbacks=[done, say], gc_after_trial=True
+        )
     return summarize(sp, study, y[held_rows], out)
 
 
@@ -175,13 +204,24 @@ def summarize(sp: dict, study, y_held: np.ndarray, out: Path) -> dict:
 
     complete_state = optuna.trial.TrialState.COMPLETE
     # A pruned trial's value is its last report, not a final accuracy: kept apart, with where it stopped.
-    trials = [{"number": t.number, "state": t.state.name.lower(), "params": t.params,
-               "accuracy": t.value if t.state == complete_state else None,
-               "pruned_at": {"percent": max(t.intermediate_values), "accuracy": t.intermediate_values[max(t.intermediate_values)]}
-               if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values else None,
-               "epochs_run": t.user_attrs.get("epochs_run"),
-               "seconds": t.user_attrs.get("seconds")}
-              for t in study.trials if t.state != optuna.trial.TrialState.WAITING]
+    trials = [
+        {
+            "number": t.number,
+            "state": t.state.name.lower(),
+            "params": t.params,
+            "accuracy": t.value if t.state == complete_state else None,
+            "pruned_at": {
+                "percent": max(t.intermediate_values),
+                "accuracy": t.intermediate_values[max(t.intermediate_values)],
+            }
+            if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values
+            else None,
+            "epochs_run": t.user_attrs.get("epochs_run"),
+            "seconds": t.user_attrs.get("seconds"),
+        }
+        for t in study.trials
+        if t.state != optuna.trial.TrialState.WAITING
+    ]
     complete = [t for t in study.trials if t.state == complete_state]
     if not complete:
         raise PipelineError(f"search {study.study_name}: no trial finished (see the lines above)")
@@ -189,20 +229,39 @@ def summarize(sp: dict, study, y_held: np.ndarray, out: Path) -> dict:
     baseline = next((t for t in complete if t.params == base_settings), None)
     best = study.best_trial
     files = {t.number: out / "trials" / f"{study.study_name}-{t.number}.npz" for t in complete}
-    verdict = {"best": best.number, "best_accuracy": best.value, "best_params": best.params,
-               "baseline": baseline.number if baseline else None,
-               "confirm": "make cv MODEL={} PARAMS=\"{}\"".format(
-                   sp["model"], " ".join(f"train.{sp['model']}.{k}={v}" for k, v in best.params.items()))}
+    verdict = {
+        "best": best.number,
+        "best_accuracy": best.value,
+        "best_params": best.params,
+        "baseline": baseline.number if baseline else None,
+        "confirm": 'make cv MODEL={} PARAMS="{}"'.format(
+            sp["model"], " ".join(f"train.{sp['model']}.{k}={v}" for k, v in best.params.items())
+        ),
+    }
     if baseline is not None and baseline.number != best.number:
-        right = {n: load_npz(files[n], verify_first=False)["proba"].argmax(axis=1) == y_held
-                 for n in (best.number, baseline.number)}
+        right = {
+            n: load_npz(files[n], verify_first=False)["proba"].argmax(axis=1) == y_held
+            for n in (best.number, baseline.number)
+        }
         test = mcnemar(right[best.number], right[baseline.number])
-        verdict |= {"baseline_accuracy": baseline.value, "best_only": test["only_first"],
-                    "baseline_only": test["only_second"], "p_value": test["p_value"]}
-    metrics = {"model": sp["model"], "study": study.study_name, "fold": sp["fold"], "held_out_rows": int(len(y_held)),
-               "trials": trials, **verdict, "params": sp, "data_sha256": provenance.data_sha256(),
-               "run": provenance.run(),
-               "outputs": outputs(out, ["study.db"] + [str(f.relative_to(out)) for f in files.values()])}
+        verdict |= {
+            "baseline_accuracy": baseline.value,
+            "best_only": test["only_first"],
+            "baseline_only": test["only_second"],
+            "p_value": test["p_value"],
+        }
+    metrics = {
+        "model": sp["model"],
+        "study": study.study_name,
+        "fold": sp["fold"],
+        "held_out_rows": int(len(y_held)),
+        "trials": trials,
+        **verdict,
+        "params": sp,
+        "data_sha256": provenance.data_sha256(),
+        "run": provenance.run(),
+        "outputs": outputs(out, ["study.db"] + [str(f.relative_to(out)) for f in files.values()]),
+    }
     text = report(metrics)
     write_text(config.REPORTS_DIR / f"search-{sp['model']}.md", text)
     write_json(out / "metrics.json", metrics)  # last: Make's target
@@ -214,23 +273,42 @@ def report(m: dict) -> str:
     import pandas as pd
 
     keys = list(m["params"]["space"])
-    rows = [{"trial": t["number"], **{k: t["params"].get(k) for k in keys}, "state": t["state"],
-             "held-out accuracy": f"{t['accuracy']:.2%}" if t["accuracy"] is not None else (
-                 f"({t['pruned_at']['accuracy']:.2%} at {t['pruned_at']['percent']}%)" if t["pruned_at"] else ""),
-             "epochs run": t["epochs_run"], "minutes": round(t["seconds"] / 60, 1) if t["seconds"] else ""}
-            for t in m["trials"]]
-    lines = [f"# Search: {m['model']} on fold {m['fold']} ({m['held_out_rows']:,} held-out rows), study {m['study']}", "",
-             pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"), ""]
+    rows = [
+        {
+            "trial": t["number"],
+            **{k: t["params"].get(k) for k in keys},
+            "state": t["state"],
+            "held-out accuracy": f"{t['accuracy']:.2%}"
+            if t["accuracy"] is not None
+            else (f"({t['pruned_at']['accuracy']:.2%} at {t['pruned_at']['percent']}%)" if t["pruned_at"] else ""),
+            "epochs run": t["epochs_run"],
+            "minutes": round(t["seconds"] / 60, 1) if t["seconds"] else "",
+        }
+        for t in m["trials"]
+    ]
+    lines = [
+        f"# Search: {m['model']} on fold {m['fold']} ({m['held_out_rows']:,} held-out rows), study {m['study']}",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"),
+        "",
+    ]
     if m.get("p_value") is not None:
-        lines.append(f"Best: trial {m['best']}, {m['best_accuracy']:.2%} against the current settings' (trial "
-                     f"{m['baseline']}) {m['baseline_accuracy']:.2%}; McNemar on the same rows: {m['best_only']} / "
-                     f"{m['baseline_only']} rows, p = {m['p_value']:.2g}.")
+        lines.append(
+            f"Best: trial {m['best']}, {m['best_accuracy']:.2%} against the current settings' (trial "
+            f"{m['baseline']}) {m['baseline_accuracy']:.2%}; McNemar on the same rows: {m['best_only']} / "
+            f"{m['baseline_only']} rows, p = {m['p_value']:.2g}."
+        )
     elif m["baseline"] == m["best"]:
         lines.append(f"Best: the current settings (trial {m['best']}), {m['best_accuracy']:.2%}.")
     else:
         lines.append(f"Best: trial {m['best']}, {m['best_accuracy']:.2%} (the current settings did not finish).")
-    lines += ["", "These rows chose the winner, so its accuracy here is biased upwards. Confirm it on every fold:",
-              "", f"    {m['confirm']}", ""]
+    lines += [
+        "",
+        "These rows chose the winner, so its accuracy here is biased upwards. Confirm it on every fold:",
+        "",
+        f"    {m['confirm']}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -244,7 +322,9 @@ def main(argv=None):
     try:
         import optuna  # noqa: F401
     except ImportError:
-        raise PipelineError("make search needs optuna: it is in pyproject.toml's `search` extra (EXTRAS=...,search)") from None
+        raise PipelineError(
+            "make search needs optuna: it is in pyproject.toml's `search` extra (EXTRAS=...,search)"
+        ) from None
     out = search_dir(args.model)
     sp = read_json(out / "params.json")
     backend.init(sp["train"]["seed"], backend.choose(sp["train"]))

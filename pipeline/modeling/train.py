@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import config, params as params_mod, provenance
+from pipeline import config, provenance
+from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
 
@@ -43,7 +44,8 @@ def compile_model(model, p: dict, n_train: int):
 
     steps = p["epochs"] * int(np.ceil(n_train / p["batch_size"]))
     lr = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10)
+        0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10
+    )
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -124,23 +126,44 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
             print(f"{label}resuming {p['model']} after epoch {len(history)} of {p['epochs']} ({work_dir})", flush=True)
         else:
             keras.utils.set_random_seed(p["seed"])
-            model = build_model(p["model"], augment=p["augment"], seed=p["seed"], elastic=p.get("elastic", 0.0),
-                                **params_mod.architecture(p))
+            model = build_model(
+                p["model"],
+                augment=p["augment"],
+                seed=p["seed"],
+                elastic=p.get("elastic", 0.0),
+                **params_mod.architecture(p),
+            )
             model = compile_model(model, p, len(x))
     curves = Curves(log_dir)
     validation = (x_val, y_val) if x_val is not None else None
     if verbose:
         # Data-parallel keeps the recipe's batch and learning rate: each step's batch is split over the replicas.
-        split = f" (each batch of {p['batch_size']} split {p['batch_size'] // replicas} per replica)" if replicas > 1 else ""
-        print(f"{label}training {p['model']} on {len(x):,} rows: {backend.devices()}, {replicas} replica(s){split}, "
-              f"backend {keras.backend.backend()}, {p.get('precision', 'float32')}", flush=True)
+        split = (
+            f" (each batch of {p['batch_size']} split {p['batch_size'] // replicas} per replica)"
+            if replicas > 1
+            else ""
+        )
+        print(
+            f"{label}training {p['model']} on {len(x):,} rows: {backend.devices()}, {replicas} replica(s){split}, "
+            f"backend {keras.backend.backend()}, {p.get('precision', 'float32')}",
+            flush=True,
+        )
     for epoch in range(len(history), p["epochs"]):
         order = epoch_order(len(x), p["seed"], epoch)
         start = time.perf_counter()
-        logs = model.fit(x[order], y[order], batch_size=p["batch_size"], initial_epoch=epoch, epochs=epoch + 1,
-                         shuffle=False, validation_data=validation, verbose=0).history
-        history.append({"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()},
-                        "epoch_seconds": time.perf_counter() - start})
+        logs = model.fit(
+            x[order],
+            y[order],
+            batch_size=p["batch_size"],
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            shuffle=False,
+            validation_data=validation,
+            verbose=0,
+        ).history
+        history.append(
+            {"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()}, "epoch_seconds": time.perf_counter() - start}
+        )
         curves.write(history[-1])
         if verbose:
             print(label + progress_line(history[-1], p["epochs"]), flush=True)
@@ -157,8 +180,11 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
 
 def progress_line(row: dict, epochs: int) -> str:
     """'epoch  3/20  loss 0.0812  accuracy 97.51%  val_loss 0.0634  val_accuracy 98.02%  1.9 s'"""
-    shown = "  ".join(f"{k} {v:.2%}" if k.endswith("accuracy") else f"{k} {v:.4f}"
-                      for k, v in row.items() if k not in ("epoch", "epoch_seconds"))
+    shown = "  ".join(
+        f"{k} {v:.2%}" if k.endswith("accuracy") else f"{k} {v:.4f}"
+        for k, v in row.items()
+        if k not in ("epoch", "epoch_seconds")
+    )
     return f"epoch {row['epoch'] + 1:>2}/{epochs}  {shown}  {row['epoch_seconds']:.1f} s"
 
 
@@ -184,8 +210,9 @@ def summarize(model, history, p, x_val, y_val, seconds) -> tuple[dict, np.ndarra
 def work_dir_for(out_dir: Path, p: dict, rows: np.ndarray) -> Path:
     """The resumable state of an interrupted run, keyed on everything that shapes the weights: the
     params, the data and the training rows. Any other key's leftovers are stale and removed."""
-    key = params_mod.short_hash({"params": p, "data": provenance.data_sha256(),
-                                 "rows": params_mod.short_hash(np.asarray(rows).tolist())})
+    key = params_mod.short_hash(
+        {"params": p, "data": provenance.data_sha256(), "rows": params_mod.short_hash(np.asarray(rows).tolist())}
+    )
     work_dir = out_dir / f".work-{key}"
     for stale in out_dir.glob(".work-*"):
         if stale != work_dir:
@@ -231,9 +258,15 @@ def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = 
     start = time.perf_counter()
     model, history, replicas = fit(x[tr], y[tr], p, work_dir, x_val, y_val, log_dir=log_dir, verbose=verbose)
     metrics, proba = summarize(model, history, p, x_val, y_val, time.perf_counter() - start)
-    metrics |= {"backend": backend_name, "replicas": replicas, "params": p, "params_hash": params_mod.short_hash(p),
-                "data_sha256": provenance.data_sha256(), "train_rows": int(len(tr)),
-                "provenance": provenance.collect()}
+    metrics |= {
+        "backend": backend_name,
+        "replicas": replicas,
+        "params": p,
+        "params_hash": params_mod.short_hash(p),
+        "data_sha256": provenance.data_sha256(),
+        "train_rows": int(len(tr)),
+        "provenance": provenance.collect(),
+    }
     if proba is not None:
         save_npz(out_dir / "val_predictions.npz", index=va, y_true=y_val, proba=proba)
     else:  # a full-data model: the split run's predictions no longer describe out_dir's model
@@ -253,8 +286,11 @@ def accuracy_note(metrics: dict) -> str:
     if "val_accuracy" in metrics:
         return f"validation accuracy {metrics['val_accuracy']:.2%}"
     quoted = metrics.get("split_val_accuracy")
-    return "trained on all rows" + (f" (these settings: {quoted:.2%} on the validation split)" if quoted is not None else
-                                    " (no validation split; train with full_data off first to measure these settings)")
+    return "trained on all rows" + (
+        f" (these settings: {quoted:.2%} on the validation split)"
+        if quoted is not None
+        else " (no validation split; train with full_data off first to measure these settings)"
+    )
 
 
 @cli
@@ -266,10 +302,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out_dir = args.out or config.model_dir(args.model)
     p = read_json(out_dir / "params.json")
-    metrics = train_model(p, out_dir, config.PROCESSED_DIR / "train.npz",
-                          log_dir=config.LOGS_DIR / args.model, verbose=0 if args.quiet else 2)
-    print(f"{args.model}: {accuracy_note(metrics)}, {metrics['parameters']:,} parameters, {metrics['epochs_run']} epochs, "
-          f"{metrics['seconds_per_epoch']} s/epoch ({metrics['backend']}) -> {out_dir}/model.keras")
+    metrics = train_model(
+        p,
+        out_dir,
+        config.PROCESSED_DIR / "train.npz",
+        log_dir=config.LOGS_DIR / args.model,
+        verbose=0 if args.quiet else 2,
+    )
+    print(
+        f"{args.model}: {accuracy_note(metrics)}, {metrics['parameters']:,} parameters, "
+        f"{metrics['epochs_run']} epochs, "
+        f"{metrics['seconds_per_epoch']} s/epoch ({metrics['backend']}) -> {out_dir}/model.keras"
+    )
 
 
 if __name__ == "__main__":

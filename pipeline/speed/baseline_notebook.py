@@ -49,22 +49,25 @@ def main():
     X_train, X_val, y_train, y_val = train_test_split(X, y, test_size=0.1, random_state=42, stratify=y)
     t_loaded = time.perf_counter()
 
-    model = keras.Sequential([
-        keras.Input(shape=(28, 28)),
-        keras.layers.Conv1D(32, 3, activation="relu"),
-        keras.layers.Conv1D(32, 3, activation="relu"),
-        keras.layers.MaxPool1D(2),
-        keras.layers.GRU(64, return_sequences=True, reset_after=False),
-        keras.layers.GRU(16, reset_after=False),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28)),
+            keras.layers.Conv1D(32, 3, activation="relu"),
+            keras.layers.Conv1D(32, 3, activation="relu"),
+            keras.layers.MaxPool1D(2),
+            keras.layers.GRU(64, return_sequences=True, reset_after=False),
+            keras.layers.GRU(16, reset_after=False),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.summary()
 
     t_fit = time.perf_counter()
     timer = EpochTimes(t_fit)
-    history = model.fit(X_train, y_train, batch_size=32, epochs=args.epochs,
-                        validation_data=(X_val, y_val), callbacks=[timer])
+    history = model.fit(
+        X_train, y_train, batch_size=32, epochs=args.epochs, validation_data=(X_val, y_val), callbacks=[timer]
+    )
     fit_seconds = time.perf_counter() - t_fit
 
     t_predict = time.perf_counter()
@@ -74,20 +77,25 @@ def main():
     submission = pd.DataFrame({"ImageId": np.arange(1, len(predictions) + 1), "Label": predictions})
     submission.to_csv(args.out, index=False)
 
-    print(json.dumps({
-        "backend": keras.backend.backend(),
-        "parameters": int(model.count_params()),
-        "batch_size": 32,
-        "epochs_run": len(timer.epochs),
-        "train_rows": int(len(X_train)),
-        "val_rows": int(len(X_val)),
-        "test_rows": int(len(X_test)),
-        "load_seconds": t_loaded - t_start,
-        "fit_seconds": fit_seconds,
-        "predict_seconds": predict_seconds,
-        "epochs": timer.epochs,
-        "val_accuracy": float(history.history["val_accuracy"][-1]),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "backend": keras.backend.backend(),
+                "parameters": int(model.count_params()),
+                "batch_size": 32,
+                "epochs_run": len(timer.epochs),
+                "train_rows": int(len(X_train)),
+                "val_rows": int(len(X_val)),
+                "test_rows": int(len(X_test)),
+                "load_seconds": t_loaded - t_start,
+                "fit_seconds": fit_seconds,
+                "predict_seconds": predict_seconds,
+                "epochs": timer.epochs,
+                "val_accuracy": float(history.history["val_accuracy"][-1]),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

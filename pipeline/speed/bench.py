@@ -68,19 +68,26 @@ def run_child(cmd: list[str], env: dict, log_stem: Path) -> dict:
         steal = steal_share(ticks, machine_ticks())
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        lines = [l for l in err_path.read_text(errors="replace").splitlines() if l.strip()]
+        lines = [line for line in err_path.read_text(errors="replace").splitlines() if line.strip()]
         last = lines[-1].strip() if lines else f"exit status {proc.returncode}"
         raise PipelineError(f"`{' '.join(cmd[1:3])}` failed: {last[:300]} (log: {err_path})")
-    return {"seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime, "steal": steal,
-            "peak_mib": usage.ru_maxrss / 1024, "stdout": out_path}  # ru_maxrss: KiB on Linux
+    return {
+        "seconds": wall,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "steal": steal,
+        "peak_mib": usage.ru_maxrss / 1024,
+        "stdout": out_path,
+    }  # ru_maxrss: KiB on Linux
 
 
 def load(*children: dict) -> dict:
     """How much CPU the children got: cores used on average, and the host's steal share."""
     wall = sum(c["seconds"] for c in children)
     steals = [(c["steal"], c["seconds"]) for c in children if c["steal"] is not None]
-    return {"cores_used": round(sum(c["cpu_seconds"] for c in children) / wall, 2),
-            "host_steal": round(sum(s * t for s, t in steals) / sum(t for _, t in steals), 3) if steals else None}
+    return {
+        "cores_used": round(sum(c["cpu_seconds"] for c in children) / wall, 2),
+        "host_steal": round(sum(s * t for s, t in steals) / sum(t for _, t in steals), 3) if steals else None,
+    }
 
 
 def seconds_to_target(elapsed: list[float], accuracies: list[float], target: float) -> float | None:
@@ -106,8 +113,16 @@ def run_baseline(run_dir: Path, epochs: int, target: float) -> dict:
             raise PipelineError(f"{config.RAW_DIR / name} is missing: run `make data` first")
     env = {k: v for k, v in os.environ.items() if k not in ("TF_DETERMINISTIC_OPS", "TF_CUDNN_DETERMINISTIC")}
     env["KERAS_BACKEND"] = "tensorflow"
-    cmd = [sys.executable, str(BASELINE_SCRIPT), "--data-dir", str(config.RAW_DIR),
-           "--out", str(run_dir / "submission.csv"), "--epochs", str(epochs)]
+    cmd = [
+        sys.executable,
+        str(BASELINE_SCRIPT),
+        "--data-dir",
+        str(config.RAW_DIR),
+        "--out",
+        str(run_dir / "submission.csv"),
+        "--epochs",
+        str(epochs),
+    ]
     child = run_child(cmd, env, run_dir / "notebook")
     timings = None
     for line in child["stdout"].read_text(errors="replace").splitlines():
@@ -120,8 +135,12 @@ def run_baseline(run_dir: Path, epochs: int, target: float) -> dict:
         raise PipelineError(f"the baseline printed no timings (log: {child['stdout']})")
     elapsed = [e["elapsed"] for e in timings["epochs"]]
     return {
-        "name": BASELINE_NAME, "kind": "baseline", "model": "conv_gru (keras.Sequential)",
-        "backend": timings["backend"], "batch_size": timings["batch_size"], "epochs": timings["epochs_run"],
+        "name": BASELINE_NAME,
+        "kind": "baseline",
+        "model": "conv_gru (keras.Sequential)",
+        "backend": timings["backend"],
+        "batch_size": timings["batch_size"],
+        "epochs": timings["epochs_run"],
         "parameters": timings["parameters"],
         "fit_seconds": round(timings["fit_seconds"], 2),
         "seconds_per_epoch": round(steady_pace(list(_diffs(elapsed))), 2),
@@ -143,17 +162,27 @@ def run_pipeline(model: str, backend: str, run_dir: Path, overrides: list[str], 
     run_dir.mkdir(parents=True)
     # A cold compilation cache of its own: the time to the target includes compiling, as on a first run.
     env = os.environ | {"KERAS_BACKEND": backend, "JAX_COMPILATION_CACHE_DIR": str(run_dir / "xla-cache")}
-    params = run_child([sys.executable, "-m", "pipeline.params", "--model", model,
-                        "--out", str(run_dir / "params.json"), *overrides], env, run_dir / "params")
-    train = run_child([sys.executable, "-m", "pipeline.modeling.train", "--model", model, "--out", str(run_dir)],
-                      env, run_dir / "train")
+    params = run_child(
+        [sys.executable, "-m", "pipeline.params", "--model", model, "--out", str(run_dir / "params.json"), *overrides],
+        env,
+        run_dir / "params",
+    )
+    train = run_child(
+        [sys.executable, "-m", "pipeline.modeling.train", "--model", model, "--out", str(run_dir)],
+        env,
+        run_dir / "train",
+    )
     p = read_json(run_dir / "params.json")
     m = read_json(run_dir / "metrics.json")
     epoch_seconds = [h["epoch_seconds"] for h in m["history"]]
     cumulative = list(_cumsum(epoch_seconds))
     return {
-        "name": f"{model} ({m['backend']})", "kind": "pipeline", "model": model,
-        "backend": m["backend"], "batch_size": p["batch_size"], "epochs": m["epochs_run"],
+        "name": f"{model} ({m['backend']})",
+        "kind": "pipeline",
+        "model": model,
+        "backend": m["backend"],
+        "batch_size": p["batch_size"],
+        "epochs": m["epochs_run"],
         "parameters": m["parameters"],
         "fit_seconds": m["train_seconds"],
         "seconds_per_epoch": m["seconds_per_epoch"],
@@ -204,22 +233,49 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 def markdown(rows: list[dict], target: float) -> str:
-    head = ["run", "backend", "batch", "epochs", "s/epoch", "fit s (x baseline fit)",
-            f"s to {target:.1%} (x baseline fit)", "val. acc.", "process s", "peak MiB", "cores used", "host steal"]
+    head = [
+        "run",
+        "backend",
+        "batch",
+        "epochs",
+        "s/epoch",
+        "fit s (x baseline fit)",
+        f"s to {target:.1%} (x baseline fit)",
+        "val. acc.",
+        "process s",
+        "peak MiB",
+        "cores used",
+        "host steal",
+    ]
     body = []
     for r in rows:
         t = r["seconds_to_target"]
-        body.append([r["name"], r["backend"], str(r["batch_size"]), str(r["epochs"]), f"{r['seconds_per_epoch']:.2f}",
-                     f"{r['fit_seconds']:.1f} ({r['fit_x_baseline']:.2f}x)",
-                     "never" if t is None else f"{t:.1f} ({r['to_target_x_baseline']:.2f}x)",
-                     f"{r['val_accuracy']:.2%}", f"{r['process_seconds']:.1f}", f"{r['peak_mib']:,}",
-                     f"{r['cores_used']:.2f}", "-" if r["host_steal"] is None else f"{r['host_steal']:.0%}"])
+        body.append(
+            [
+                r["name"],
+                r["backend"],
+                str(r["batch_size"]),
+                str(r["epochs"]),
+                f"{r['seconds_per_epoch']:.2f}",
+                f"{r['fit_seconds']:.1f} ({r['fit_x_baseline']:.2f}x)",
+                "never" if t is None else f"{t:.1f} ({r['to_target_x_baseline']:.2f}x)",
+                f"{r['val_accuracy']:.2%}",
+                f"{r['process_seconds']:.1f}",
+                f"{r['peak_mib']:,}",
+                f"{r['cores_used']:.2f}",
+                "-" if r["host_steal"] is None else f"{r['host_steal']:.0%}",
+            ]
+        )
     right = set(range(2, len(head)))
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i in right else ":---" for i in range(len(head))) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" if i in right else ":---" for i in range(len(head))) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     notes = [
         "",
-        f"Ratios are against the baseline's whole fit ({rows[0]['fit_seconds']:.1f} s, {rows[0]['epochs']} epoch{'s' if rows[0]['epochs'] != 1 else ''}).",
+        f"Ratios are against the baseline's whole fit ({rows[0]['fit_seconds']:.1f} s, "
+        f"{rows[0]['epochs']} epoch{'s' if rows[0]['epochs'] != 1 else ''}).",
         "fit s: the baseline's model.fit(); a pipeline run's train_seconds (its epochs and per-epoch checkpoints).",
         f"s to {target:.1%}: from the start of training to the end of the first epoch at or above it "
         "(a pipeline run: the sum of its epoch_seconds).",
@@ -244,14 +300,19 @@ def check_overrides(overrides: list[str], models: list[str]) -> list[str]:
         key = item.partition("=")[0]
         parts = key.split(".")
         if parts[0] == "data":
-            raise PipelineError(f"make bench does not take PARAMS={item}: the baseline's split (10%, seed 42) is "
-                                "fixed, and every run is measured on it")
+            raise PipelineError(
+                f"make bench does not take PARAMS={item}: the baseline's split (10%, seed 42) is "
+                "fixed, and every run is measured on it"
+            )
         if key == "train.full_data":
-            raise PipelineError(f"make bench does not take PARAMS={item}: a full-data run has no validation "
-                                "accuracy to compare")
+            raise PipelineError(
+                f"make bench does not take PARAMS={item}: a full-data run has no validation accuracy to compare"
+            )
         if parts[0] != "train" or (len(parts) == 3 and parts[1] not in models):
-            raise PipelineError(f"PARAMS={item} reaches no run of this make bench (it times: {', '.join(models)}; "
-                                "it takes train.seed, train.distribute and train.<model>.* keys)")
+            raise PipelineError(
+                f"PARAMS={item} reaches no run of this make bench (it times: {', '.join(models)}; "
+                "it takes train.seed, train.distribute and train.<model>.* keys)"
+            )
     return params
 
 
@@ -279,11 +340,16 @@ def versions() -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated models to time")
-    ap.add_argument("--backends", default="", help="comma-separated backends to time each model on "
-                    "(default: the backend its params give it)")
+    ap.add_argument(
+        "--backends",
+        default="",
+        help="comma-separated backends to time each model on (default: the backend its params give it)",
+    )
     ap.add_argument("--epochs", help="cap every run, the baseline's included, at this many epochs (a smoke run)")
     ap.add_argument("--target", type=float, default=TARGET, help="validation accuracy for 'seconds to target'")
-    ap.add_argument("overrides", nargs="*", help="parameter overrides for the pipeline runs, e.g. train.conv_gru.batch_size=64")
+    ap.add_argument(
+        "overrides", nargs="*", help="parameter overrides for the pipeline runs, e.g. train.conv_gru.batch_size=64"
+    )
     args = ap.parse_args(argv)
     from pipeline import params as params_mod
 
@@ -313,31 +379,48 @@ def main(argv=None):
     rows = [run_baseline(runs / "baseline", base_epochs, args.target)]
     _report(rows[-1])
     for m, b, overrides in plan:
-        print(f"bench: {m} ({b}) via pipeline.params + pipeline.modeling.train"
-              f"{' ' + ' '.join(overrides) if overrides else ''} ...", flush=True)
+        print(
+            f"bench: {m} ({b}) via pipeline.params + pipeline.modeling.train"
+            f"{' ' + ' '.join(overrides) if overrides else ''} ...",
+            flush=True,
+        )
         rows.append(run_pipeline(m, b, runs / f"{m}-{b}", overrides, args.target))
         _report(rows[-1])
     add_ratios(rows)
     table = markdown(rows, args.target)
-    write_json(config.BENCH_DIR / "results.json", {
-        "command": ["pipeline.speed.bench", *(sys.argv[1:] if argv is None else argv)],
-        "target_accuracy": args.target, "epochs_cap": cap, "overrides": args.overrides,
-        "ratios": "fit_x_baseline and to_target_x_baseline divide by the baseline's fit_seconds",
-        "make_command": make_command,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "rows": rows, "wall_seconds": round(time.time() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "cpu": provenance.cpu_model(), "platform": platform.platform(), **versions()},
-    })
+    write_json(
+        config.BENCH_DIR / "results.json",
+        {
+            "command": ["pipeline.speed.bench", *(sys.argv[1:] if argv is None else argv)],
+            "target_accuracy": args.target,
+            "epochs_cap": cap,
+            "overrides": args.overrides,
+            "ratios": "fit_x_baseline and to_target_x_baseline divide by the baseline's fit_seconds",
+            "make_command": make_command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "rows": rows,
+            "wall_seconds": round(time.time() - started, 1),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "cpu": provenance.cpu_model(),
+                "platform": platform.platform(),
+                **versions(),
+            },
+        },
+    )
     write_text(config.BENCH_DIR / "results.md", table)
     print(table)
 
 
 def _report(row: dict) -> None:
     t = row["seconds_to_target"]
-    print(f"  fit {row['fit_seconds']:.1f} s ({row['seconds_per_epoch']:.2f} s/epoch), val {row['val_accuracy']:.2%}, "
-          f"target {'never' if t is None else f'{t:.1f} s'}, process {row['process_seconds']:.1f} s, "
-          f"peak {row['peak_mib']:,} MiB, {row['cores_used']:.2f} cores used"
-          + ("" if row["host_steal"] is None else f", host steal {row['host_steal']:.0%}"), flush=True)
+    print(
+        f"  fit {row['fit_seconds']:.1f} s ({row['seconds_per_epoch']:.2f} s/epoch), val {row['val_accuracy']:.2%}, "
+        f"target {'never' if t is None else f'{t:.1f} s'}, process {row['process_seconds']:.1f} s, "
+        f"peak {row['peak_mib']:,} MiB, {row['cores_used']:.2f} cores used"
+        + ("" if row["host_steal"] is None else f", host steal {row['host_steal']:.0%}"),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,8 +32,8 @@ def layer_flops(layer) -> int:
     its bias): the check on XLA's count."""
     kernel = layer.kernel.shape
     out = layer.output.shape[1:-1]  # spatial positions of the output (none for Dense)
-    positions = int(__import__("math").prod(out)) if len(out) else 1
-    macs = positions * int(__import__("math").prod(kernel))
+    positions = int(math.prod(out)) if len(out) else 1
+    macs = positions * int(math.prod(kernel))
     return 2 * macs + (positions * kernel[-1] if layer.use_bias else 0)
 
 
@@ -73,14 +74,20 @@ def step_flops(model_name: str, options: dict, batch: int = BATCH) -> float:
         def loss(tv):
             pred, nt = model.stateless_call(tv, non_trainable, x, training=True)
             return loss_fn(y, pred), nt
+
         (value, nt), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
         tv, ov = optimizer.stateless_apply(opt_vars, grads, trainable)
         return value, tv, nt, ov
 
     x = np.zeros((batch, config.IMAGE_SIDE, config.IMAGE_SIDE), np.float32)
     y = np.zeros((batch,), np.int32)
-    args = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-            [v.value for v in optimizer.variables], x, y)
+    args = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in optimizer.variables],
+        x,
+        y,
+    )
     cost = jax.jit(step).lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost["flops"])
@@ -107,8 +114,14 @@ def per_image(model_name: str, options_json: str = "{}") -> float:
 
 def count(model_name: str, options_json: str = "{}") -> float:
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.speed.flops", model_name, options_json],
-                          cwd=config.ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.speed.flops", model_name, options_json],
+        cwd=config.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"counting {model_name}'s FLOPs failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout)["per_image"]
@@ -147,5 +160,14 @@ if __name__ == "__main__":
 
     backend.init(0, "jax")
     flops = step_flops(args.model, json.loads(args.options))
-    print(json.dumps({"model": args.model, "options": json.loads(args.options), "batch": BATCH,
-                      "step_flops": flops, "per_image": flops / BATCH}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "options": json.loads(args.options),
+                "batch": BATCH,
+                "step_flops": flops,
+                "per_image": flops / BATCH,
+            }
+        )
+    )

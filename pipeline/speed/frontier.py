@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline import config, params as params_mod
+from pipeline import config
+from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, read_json, write_json, write_text
 from pipeline.speed import flops
@@ -49,21 +50,36 @@ def row(name: str, metrics: dict, runs: dict) -> dict:
     # A mixed blend is held to the higher peak (bfloat16's) of its members'.
     peak = max(flops.PEAK_GFLOPS.get(x, 0) for x in precision.split("+")) or None
     achieved = total / wall / 1e9 if wall else None
-    return {"run": name, "oof_accuracy": metrics["oof_accuracy"], "oof_ci95": [lo, hi],
-            "cpu_minutes": round(cpu / 60, 1) if cpu else None, "wall_minutes": round(wall / 60, 1) if wall else None,
-            "training_tflop": round(total / 1e12, 1), "gflops": round(achieved, 1) if achieved else None,
-            "precision": precision, "share_of_peak": round(achieved / peak, 3) if achieved and peak else None}
+    return {
+        "run": name,
+        "oof_accuracy": metrics["oof_accuracy"],
+        "oof_ci95": [lo, hi],
+        "cpu_minutes": round(cpu / 60, 1) if cpu else None,
+        "wall_minutes": round(wall / 60, 1) if wall else None,
+        "training_tflop": round(total / 1e12, 1),
+        "gflops": round(achieved, 1) if achieved else None,
+        "precision": precision,
+        "share_of_peak": round(achieved / peak, 3) if achieved and peak else None,
+    }
 
 
 def markdown(rows: list[dict]) -> str:
     import pandas as pd
 
-    table = pd.DataFrame([{
-        "CV run": r["run"],
-        "OOF accuracy (95% CI)": f"{r['oof_accuracy']:.2%} ({r['oof_ci95'][0]:.2%}-{r['oof_ci95'][1]:.2%})",
-        "CPU min": r["cpu_minutes"], "training wall min": r["wall_minutes"], "training TFLOP": r["training_tflop"],
-        "achieved GFLOP/s": r["gflops"], "share of peak": f"{r['share_of_peak']:.0%}" if r["share_of_peak"] else "-",
-    } for r in rows])
+    table = pd.DataFrame(
+        [
+            {
+                "CV run": r["run"],
+                "OOF accuracy (95% CI)": f"{r['oof_accuracy']:.2%} ({r['oof_ci95'][0]:.2%}-{r['oof_ci95'][1]:.2%})",
+                "CPU min": r["cpu_minutes"],
+                "training wall min": r["wall_minutes"],
+                "training TFLOP": r["training_tflop"],
+                "achieved GFLOP/s": r["gflops"],
+                "share of peak": f"{r['share_of_peak']:.0%}" if r["share_of_peak"] else "-",
+            }
+            for r in rows
+        ]
+    )
     return table.to_markdown(index=False, disable_numparse=True) + "\n"
 
 

@@ -61,18 +61,35 @@ def run_one(name: str, model: str, epochs: int, params: list[str], data: Path, t
         script.write_text(kernel.render_script(settings, kernel.make_bundle(), accelerator="NvidiaTeslaT4"))
         env = os.environ | {"KAGGLE_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
         start = time.monotonic()
-        proc = subprocess.run([sys.executable, str(script)], cwd=root / "working", env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=root / "working",
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
         wall = time.monotonic() - start
         record = json.loads((root / "working" / kernel.RECORD).read_text())
-        found = {"check": name, "model": model, "epochs": epochs, "params": params, "gpu": record.get("gpu"),
-                 "returncode": proc.returncode, "wall_seconds": round(wall, 1)}
+        found = {
+            "check": name,
+            "model": model,
+            "epochs": epochs,
+            "params": params,
+            "gpu": record.get("gpu"),
+            "returncode": proc.returncode,
+            "wall_seconds": round(wall, 1),
+        }
         if proc.returncode != 0:
             return found | {"log_tail": proc.stdout[-2000:]}
         with tarfile.open(root / "working" / kernel.ARCHIVE) as tar:
             metrics = json.load(tar.extractfile(f"models/{model}/metrics.json"))
-        return found | {k: metrics.get(k) for k in ("seconds_per_epoch", "seconds_first_epoch", "val_accuracy",
-                                                     "backend")} | {"precision": metrics["params"].get("precision")}
+        return (
+            found
+            | {k: metrics.get(k) for k in ("seconds_per_epoch", "seconds_first_epoch", "val_accuracy", "backend")}
+            | {"precision": metrics["params"].get("precision")}
+        )
     finally:
         for path in root.rglob("*"):  # the read-only mount, writable again so it can go
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
@@ -81,16 +98,24 @@ def run_one(name: str, model: str, epochs: int, params: list[str], data: Path, t
 
 def line(r: dict) -> str:
     if r["returncode"] != 0:
-        return f"{r['check']}: the notebook exited {r['returncode']} after {r['wall_seconds']:.0f} s; its log ends:\n{r['log_tail']}"
-    return (f"{r['check']}: {r['model']} {r['epochs']} epochs on {r['gpu'] or 'no GPU'}: {r['seconds_per_epoch']:.2f} s/epoch "
-            f"(first {r['seconds_first_epoch']:.1f} s), validation accuracy {r['val_accuracy']:.2%}, "
-            f"{r['backend']}, {r['precision']}, {r['wall_seconds']:.0f} s for the whole notebook")
+        return (
+            f"{r['check']}: the notebook exited {r['returncode']} after {r['wall_seconds']:.0f} s; "
+            f"its log ends:\n{r['log_tail']}"
+        )
+    return (
+        f"{r['check']}: {r['model']} {r['epochs']} epochs on {r['gpu'] or 'no GPU'}: "
+        f"{r['seconds_per_epoch']:.2f} s/epoch "
+        f"(first {r['seconds_first_epoch']:.1f} s), validation accuracy {r['val_accuracy']:.2%}, "
+        f"{r['backend']}, {r['precision']}, {r['wall_seconds']:.0f} s for the whole notebook"
+    )
 
 
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=config.SAMPLE_ZIP, help="competition zip or folder (default: the sample)")
+    ap.add_argument(
+        "--data", type=Path, default=config.SAMPLE_ZIP, help="competition zip or folder (default: the sample)"
+    )
     ap.add_argument("--out", type=Path, default=Path("gpu-check.json"))
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every run's epochs (a CPU smoke run)")
     ap.add_argument("--timeout", type=float, default=540, help="seconds for all runs together")

@@ -23,13 +23,14 @@ import time
 
 import numpy as np
 
-from pipeline import config, params as params_mod
+from pipeline import config
+from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import write_json, write_text
 from pipeline.speed.flops import PEAK_GFLOPS, layer_flops
 
 ROWS_PER_EPOCH = 33_600  # a CV fold's training rows: the epoch times below are scaled to it
-STEPS_TIMED = 32         # training steps per timed pass of the whole model
+STEPS_TIMED = 32  # training steps per timed pass of the whole model
 
 
 def conv_specs(model) -> list[dict]:
@@ -43,10 +44,19 @@ def conv_specs(model) -> list[dict]:
             continue
         forward = layer_flops(layer)
         passes = 2 if not specs else 3
-        specs.append({"name": layer.name, "input": tuple(layer.input.shape[1:]), "output": tuple(layer.output.shape[1:]),
-                      "filters": layer.filters, "kernel": tuple(layer.kernel_size), "strides": tuple(layer.strides),
-                      "padding": layer.padding.upper(), "input_gradient": passes == 3,
-                      "train_flops": passes * forward})
+        specs.append(
+            {
+                "name": layer.name,
+                "input": tuple(layer.input.shape[1:]),
+                "output": tuple(layer.output.shape[1:]),
+                "filters": layer.filters,
+                "kernel": tuple(layer.kernel_size),
+                "strides": tuple(layer.strides),
+                "padding": layer.padding.upper(),
+                "input_gradient": passes == 3,
+                "train_flops": passes * forward,
+            }
+        )
     return specs
 
 
@@ -104,8 +114,9 @@ def profile(p: dict, repeats: int) -> dict:
 
     precision = p.get("precision", "float32")
     keras.mixed_precision.set_global_policy(precision)
-    model = build_model(p["model"], augment=p["augment"], seed=p["seed"], elastic=p.get("elastic", 0.0),
-                        **params_mod.architecture(p))
+    model = build_model(
+        p["model"], augment=p["augment"], seed=p["seed"], elastic=p.get("elastic", 0.0), **params_mod.architecture(p)
+    )
     compile_model(model, p, ROWS_PER_EPOCH)
     dtype = keras.mixed_precision.global_policy().compute_dtype
     batch = p["batch_size"]
@@ -115,33 +126,56 @@ def profile(p: dict, repeats: int) -> dict:
     rows = []
     for spec in specs:
         times = time_conv(spec, batch, dtype, repeats)
-        rows.append({**spec, "seconds": min(times), "seconds_all": times,
-                     "gflops": spec["train_flops"] * batch / min(times) / 1e9})
+        rows.append(
+            {
+                **spec,
+                "seconds": min(times),
+                "seconds_all": times,
+                "gflops": spec["train_flops"] * batch / min(times) / 1e9,
+            }
+        )
     step = time_step(model, batch, repeats)
-    return {"model": p["model"], "options": params_mod.architecture(p), "precision": precision, "batch": batch,
-            "peak_gflops": PEAK_GFLOPS.get(precision, PEAK_GFLOPS["float32"]), "convs": rows,
-            "step_seconds": min(step), "step_seconds_all": step, "repeats": repeats}
+    return {
+        "model": p["model"],
+        "options": params_mod.architecture(p),
+        "precision": precision,
+        "batch": batch,
+        "peak_gflops": PEAK_GFLOPS.get(precision, PEAK_GFLOPS["float32"]),
+        "convs": rows,
+        "step_seconds": min(step),
+        "step_seconds_all": step,
+        "repeats": repeats,
+    }
 
 
 def markdown(result: dict) -> str:
     peak, batch, step = result["peak_gflops"], result["batch"], result["step_seconds"]
-    lines = [f"{result['model']} {result['options']}, {result['precision']}, batch {batch}; fastest of "
-             f"{result['repeats']} passes each; peak {peak:.0f} GFLOP/s", "",
-             "| layer | input | filters, kernel, stride | training MFLOP/image | ms/step | GFLOP/s | share of peak |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"{result['model']} {result['options']}, {result['precision']}, batch {batch}; fastest of "
+        f"{result['repeats']} passes each; peak {peak:.0f} GFLOP/s",
+        "",
+        "| layer | input | filters, kernel, stride | training MFLOP/image | ms/step | GFLOP/s | share of peak |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in result["convs"]:
-        lines.append(f"| {r['name']} | {'x'.join(map(str, r['input']))} | {r['filters']}, {r['kernel'][0]}x{r['kernel'][1]}, "
-                     f"{r['strides'][0]} | {r['train_flops'] / 1e6:.2f} | {r['seconds'] * 1e3:.2f} | {r['gflops']:.0f} | "
-                     f"{r['gflops'] / peak:.0%} |")
+        lines.append(
+            f"| {r['name']} | {'x'.join(map(str, r['input']))} | {r['filters']}, {r['kernel'][0]}x{r['kernel'][1]}, "
+            f"{r['strides'][0]} | {r['train_flops'] / 1e6:.2f} | {r['seconds'] * 1e3:.2f} | {r['gflops']:.0f} | "
+            f"{r['gflops'] / peak:.0%} |"
+        )
     conv_s = sum(r["seconds"] for r in result["convs"])
     per_image = sum(r["train_flops"] for r in result["convs"])
     gflops = per_image * batch / conv_s / 1e9
-    lines += [f"| all convolutions | | | {per_image / 1e6:.2f} | {conv_s * 1e3:.2f} | {gflops:.0f} | {gflops / peak:.0%} |", "",
-              f"Whole training step: {step * 1e3:.1f} ms (an epoch of {ROWS_PER_EPOCH:,} rows: "
-              f"{step * ROWS_PER_EPOCH / batch:.1f} s; "
-              f"passes {', '.join(f'{t * 1e3:.0f}' for t in result['step_seconds_all'])} ms). The convolutions are "
-              f"{conv_s / step:.0%} of it: were the rest free, a step would take {conv_s * 1e3:.1f} ms, "
-              f"{step / conv_s:.2f}x faster.", ""]
+    lines += [
+        f"| all convolutions | | | {per_image / 1e6:.2f} | {conv_s * 1e3:.2f} | {gflops:.0f} | {gflops / peak:.0%} |",
+        "",
+        f"Whole training step: {step * 1e3:.1f} ms (an epoch of {ROWS_PER_EPOCH:,} rows: "
+        f"{step * ROWS_PER_EPOCH / batch:.1f} s; "
+        f"passes {', '.join(f'{t * 1e3:.0f}' for t in result['step_seconds_all'])} ms). The convolutions are "
+        f"{conv_s / step:.0%} of it: were the rest free, a step would take {conv_s * 1e3:.1f} ms, "
+        f"{step / conv_s:.2f}x faster.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -153,8 +187,10 @@ def main(argv=None):
     ap.add_argument("overrides", nargs="*", help="parameter overrides, as make's PARAMS=")
     args = ap.parse_args(argv)
     if os.environ.setdefault("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        raise PipelineError(f"make bench-layers times TensorFlow's oneDNN kernels: unset KERAS_BACKEND "
-                            f"(it is {os.environ['KERAS_BACKEND']})")
+        raise PipelineError(
+            f"make bench-layers times TensorFlow's oneDNN kernels: unset KERAS_BACKEND "
+            f"(it is {os.environ['KERAS_BACKEND']})"
+        )
     p = params_mod.for_model(params_mod.resolve(args.overrides), args.model)
     from pipeline.modeling import backend
 
