@@ -132,7 +132,17 @@ features: $(PROCESSED)/features.json ## Cache the images as float32 28x28 row se
 
 train: $(MODEL_DIR)/metrics.json ## Train MODEL (default conv_gru) on one split; EPOCHS=, BATCH_SIZE=, LR=, SEED=, PARAMS=
 
-submission: $(SUBMISSION) ## Predict test.csv and write the checked submission CSV (CV=1: the k-fold models' mean)
+# A cross-validated submission goes through its plan (pipeline/budget.py): it prints the recipe's time on
+# this machine, and with BUDGET=<minutes> fits the recipe to it, then runs this same target with PLANNED=1.
+BUDGET ?=
+PLANNED ?=
+ifeq ($(if $(CV),$(PLANNED),-),)
+submission: $(PROCESSED)/features.json | $(VENV_OK) ## Predict test.csv and write the checked submission CSV (CV=1: the k-fold models' mean; BUDGET=<minutes>)
+	+@$(PY) -m pipeline.budget --model $(MODEL) $(if $(BUDGET),--budget $(BUDGET)) $(OVERRIDES)
+else
+$(if $(BUDGET),$(if $(PLANNED),,$(error BUDGET= plans a cross-validated run: add CV=1 (or MODEL=blend))))
+submission: $(SUBMISSION)
+endif
 
 submissions: | $(VENV_OK) ## List your past Kaggle submissions with their scores
 	$(PY) -m pipeline.kaggle.submissions

@@ -35,3 +35,11 @@ BENCH_LAYERS_MODEL ?= cnn
 .PHONY: bench-layers
 bench-layers: | $(VENV_OK) ## Time each convolution of BENCH_LAYERS_MODEL (default cnn) against its whole step (bench/layers.md)
 	$(PY) -m pipeline.speed.layers --model $(BENCH_LAYERS_MODEL) -- $(PARAMS)
+
+# `make tune` (pipeline/speed/tune.py): the backend x precision timings behind each "auto" setting on this
+# machine, from its cache outside the checkout; AGAIN=1 measures them anew (idle machine: they are timings).
+AGAIN ?=
+.PHONY: tune
+tune: | $(VENV_OK) ## The measured backend/precision of each model here ("auto"); MODEL= for one, AGAIN=1 remeasures
+	$(PY) -m pipeline.speed.tune $(if $(AGAIN),--again) \
+		$(if $(filter command line,$(origin MODEL)),--models $(MODEL)) -- $(OVERRIDES)

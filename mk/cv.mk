@@ -7,7 +7,7 @@
 # k-fold cross-validation of any model (pipeline/modeling/cv.py). Each fold is its own target: a
 # finished fold is never retrained, a killed one resumes. Changing predict.tta re-predicts without
 # retraining.
-CV_MODELS := conv_gru lstm mlp cnn ensemble
+CV_MODELS := conv_gru lstm mlp cnn resnet ensemble
 
 # $@.tmp becomes $@ only when the two differ, so that what depends on $@ reruns only for a change.
 MOVE_IF_CHANGED = if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
@@ -23,7 +23,7 @@ cv: $(MODELS)/$(MODEL)/cv/metrics.json ## k-fold CV of MODEL: OOF accuracy with 
 # do an ensemble's CNN members: one at a time. With a GPU, one at a time too: each JAX process would claim most of its memory.
 # One fold per core is measured here on 2 cores only (docs/speed.md).
 CV_JOBS ?=
-cv_jobs = $(or $(CV_JOBS),$(if $(wildcard /proc/driver/nvidia/gpus/*)$(filter cnn ensemble,$(1)),1,$(shell nproc)))
+cv_jobs = $(or $(CV_JOBS),$(if $(wildcard /proc/driver/nvidia/gpus/*)$(filter cnn resnet ensemble,$(1)),1,$(shell nproc)))
 # A make run with -j already shares its job slots with the fold make; one without gets cv_jobs of them.
 cv_jobs_flag = $(if $(filter-out -j1,$(filter -j%,$(MAKEFLAGS))),,-j$(call cv_jobs,$(1)))
 

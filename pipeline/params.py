@@ -32,12 +32,17 @@ TRAIN_KEYS = {
     "backend": (str, None, None, True),
     "backend_gpu": (str, None, None, True),
     "precision": (str, None, None, True),
+    "schedule": (str, None, None, True),
 }
 # Architecture options of one model (the factory's keyword arguments), on top of TRAIN_KEYS.
-MODEL_KEYS = {"cnn": {"width": (int, 1, 1024, True)}}
-BACKENDS = ("jax", "tensorflow", "torch")
+MODEL_KEYS = {"cnn": {"width": (int, 1, 1024, True)}, "resnet": {"width": (int, 1, 1024, True)}}
+# "auto": the fastest on this machine, measured once and cached (pipeline/speed/tune.py).
+BACKENDS = ("auto", "jax", "tensorflow", "torch")
 # Keras dtype policies: mixed_* compute in 16 bits and keep float32 weights (the softmax stays float32).
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# Learning-rate schedules (pipeline/modeling/train.py compile_model): "cosine", a 10% warm-up then cosine
+# decay to 0; "doucet", exponential decay to a tenth over all epochs but the last, then 1000x lower.
+SCHEDULES = ("cosine", "doucet")
 # Data-parallel training: "auto" is on where there are two GPUs or more (a Kaggle notebook's T4 x2).
 DISTRIBUTE = ("auto", "on", "off")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
@@ -142,6 +147,8 @@ def _check_value(name: str, value, spec) -> None:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(BACKENDS)}")
     if name.endswith(".precision") and value not in PRECISIONS:
         raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(PRECISIONS)}")
+    if name.endswith(".schedule") and value not in SCHEDULES:
+        raise PipelineError(f"parameter {name} = {value!r}: must be one of {', '.join(SCHEDULES)}")
     if name.endswith(".elastic") and not 0 <= value <= 100:
         raise PipelineError(f"parameter {name} = {value!r} is out of range: must be >= 0 and <= 100")
     if name == "train.distribute" and value not in DISTRIBUTE:

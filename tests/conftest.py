@@ -63,6 +63,9 @@ def pytest_configure(config):
     # folder per pytest process (each xdist worker has its own); a size limit makes JAX lock each
     # entry (filelock), so that a test's concurrent makes never read an entry half-written.
     config.stash[_XLA_CACHE] = tempfile.mkdtemp(prefix="xla-cache-")
+    # backend/precision "auto" without timing candidates (~1 min a model): float32 on the model's hinted
+    # backend. tests/test_tune.py tests the measured choice with injected timings.
+    os.environ["PIPELINE_TUNE"] = "off"
     os.environ |= {
         "JAX_COMPILATION_CACHE_DIR": config.stash[_XLA_CACHE],
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",

@@ -32,7 +32,7 @@ def test_overrides_are_typed():
         ("train.conv_gru.epochs=2.5", "train.conv_gru.epochs: expected an integer, got '2.5'"),
         ("train.conv_gru.augment=maybe", "expected true or false"),
         ("train.conv_gru.epoch=3", "unknown parameter 'train.conv_gru.epoch'"),
-        ("train.resnet.epochs=3", "unknown model 'resnet'"),
+        ("train.vgg.epochs=3", "unknown model 'vgg'"),
         ("epochs=3", "unknown parameter 'epochs'"),
         ("train.conv_gru.epochs", "not of the form key=value"),
     ],

@@ -51,7 +51,12 @@ def gpu_count() -> int:
 
 def choose(p: dict) -> str:
     """A model's backend: `backend_gpu` where there is a GPU (cuDNN under either framework is a
-    different race from this CPU's), else `backend`."""
+    different race from this CPU's), else `backend`; "auto" takes the one measured fastest here
+    (pipeline/speed/tune.py), without measuring (a training run measures before it calls this)."""
+    if "auto" in (p["backend"], p.get("backend_gpu")):
+        from pipeline.speed import tune
+
+        p = tune.resolve(p, measure=False)
     return p.get("backend_gpu", p["backend"]) if gpu_count() else p["backend"]
 
 

@@ -173,9 +173,19 @@ def blend_runs(runs: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
         raise PipelineError(f"blend.models names a model twice: {', '.join(names)}")
     check_same_folds(runs)
     start = time.perf_counter()
-    first = runs[names[0]][1]
+    # A run stopped short by its budget holds some folds only: blend on the rows every member scored.
+    trained = [set(runs[m][0].get("folds_trained") or np.unique(runs[m][1]["fold"]) + 1) for m in names]
+    common = sorted(int(k) for k in set.intersection(*trained))
+    if not common:
+        raise PipelineError(f"the members of the blend ({', '.join(names)}) have no finished fold in common")
+    first = {
+        k: v[np.isin(runs[names[0]][1]["fold"], np.array(common) - 1)]
+        for k, v in runs[names[0]][1].items()
+        if k != "test_proba"
+    }
+    rows = np.isin(runs[names[0]][1]["fold"], np.array(common) - 1)
     y, fold = first["y_true"].astype(np.int64), first["fold"]
-    proba = np.stack([runs[m][1]["proba"] for m in names]).astype(np.float64)
+    proba = np.stack([runs[m][1]["proba"][rows] for m in names]).astype(np.float64)
     tests = [runs[m][1]["test_proba"] for m in names]
     if len({t.shape for t in tests}) != 1:
         raise PipelineError(
@@ -212,9 +222,10 @@ def blend_runs(runs: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
         "tta": tta.pop() if len(tta := {members[m].get("tta") for m in names}) == 1 else None,
         **oof_scores(y, oof_proba, fold),
         "n_rows": int(len(y)),
+        "folds_trained": common,
         "weights": {m: float(w) for m, w in zip(names, weights)},
         "fold_weights": fold_weights.tolist(),
-        "member_oof_accuracy": {m: float((runs[m][1]["proba"].argmax(1) == y).mean()) for m in names},
+        "member_oof_accuracy": {m: float((runs[m][1]["proba"][rows].argmax(1) == y).mean()) for m in names},
         "parameters": total("parameters"),
         "seconds_per_epoch": total("seconds_per_epoch"),  # one epoch of every member
         "train_seconds": total("train_seconds"),

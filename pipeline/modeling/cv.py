@@ -56,16 +56,23 @@ def member_params(p: dict, index: int) -> dict:
 
 def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     """Train fold model k (1-based) on the rows outside fold k; save it with the rows it used."""
+    from pipeline import budget
     from pipeline.modeling import backend
     from pipeline.modeling.train import fit, work_dir_for
+    from pipeline.speed import tune
 
     out = fold_dir(model, k)
     train, held = np.flatnonzero(ids != k - 1), np.flatnonzero(ids == k - 1)
     members = [member_params(p, i) for i in range(1, p["members"] + 1)] if model == "ensemble" else [p]
     start, cpu = time.perf_counter(), os.times()
-    histories, saved = [], []
+    histories, saved, ran = [], [], {}
     for i, mp in enumerate(members, start=1):
+        mp = tune.resolve(mp)  # "auto": the backend and precision measured fastest here
+        refused = budget.deadline_refuses(budget.fold_estimate(mp, len(train)))
+        if refused:
+            raise PipelineError(f"{model} fold {k}: {refused}")
         backend.init(mp["seed"], backend.choose(mp))  # before Keras is imported: it fixes the backend
+        ran = {"backend": backend.choose(mp), "precision": mp["precision"]}
         import keras
 
         where = out / f"member-{i}" if model == "ensemble" else out
@@ -96,6 +103,7 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
         "history": mean_history(histories),
         "train_seconds": round(time.perf_counter() - start, 1),
         "cpu_seconds": round(sum(os.times()[:2]) - sum(cpu[:2]), 1),
+        **ran,  # what "auto" chose
         "run": provenance.run(),
         "params_hash": params_mod.short_hash(p),
         "data_sha256": provenance.data_sha256(),
@@ -146,7 +154,10 @@ def check_rows(model: str, k: int, ids: np.ndarray) -> None:
         )
 
 
-def assemble(model: str, folds: int) -> dict:
+def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
+    """OOF and test predictions of folds 1..folds. With `finished_only` (a run stopped by its budget or
+    by Ctrl-C), of the folds that finished: the OOF figure then covers their held-out rows only, the
+    test prediction is their mean, and the metrics say which folds they were."""
     from sklearn.metrics import log_loss
 
     from pipeline.modeling import backend
@@ -162,13 +173,17 @@ def assemble(model: str, folds: int) -> dict:
     oof = np.zeros((len(y), config.N_CLASSES), np.float32)
     test = np.zeros((len(x_test), config.N_CLASSES), np.float64)
     fold_metrics = []
-    for k in range(1, folds + 1):
+    done = [k for k in range(1, folds + 1) if not finished_only or (fold_dir(model, k) / "metrics.json").exists()]
+    if not done:
+        raise PipelineError(f"{model}: no fold has finished: nothing to assemble (`make cv MODEL={model}`)")
+    for k in done:
         check_rows(model, k, ids)
         held = ids == k - 1
         oof[held], test_k, parameters = fold_proba(model, k, x[held], x_test, tta)
-        test += test_k / folds
+        test += test_k / len(done)
         fold_metrics.append(read_json(fold_dir(model, k) / "metrics.json"))
-    correct = oof.argmax(axis=1) == y
+    scored = np.isin(ids, np.array(done) - 1)  # every row unless folds are missing
+    correct = (oof.argmax(axis=1) == y)[scored]
     save_npz(
         config.cv_dir(model) / "oof.npz",
         index=np.arange(len(y)),
@@ -185,8 +200,9 @@ def assemble(model: str, folds: int) -> dict:
         "oof_accuracy": float(correct.mean()),
         "oof_ci95": list(stats.accuracy_ci(correct)),
         "oof_log_loss": float(log_loss(y, oof, labels=np.arange(config.N_CLASSES))),
-        "fold_accuracy": [float(correct[ids == k].mean()) for k in range(folds)],
-        "n_rows": int(len(y)),
+        "fold_accuracy": [float((oof.argmax(axis=1) == y)[ids == k - 1].mean()) for k in done],
+        "folds_trained": done,
+        "n_rows": int(scored.sum()),
         "parameters": parameters,
         "seconds_per_epoch": round(float(np.median(epoch_seconds)), 2) if epoch_seconds else None,
         "train_seconds": round(sum(m["train_seconds"] for m in fold_metrics), 1),
@@ -198,6 +214,7 @@ def assemble(model: str, folds: int) -> dict:
         "folds_sha256": params_mod.short_hash(ids.tolist()),
         "outputs": outputs(config.cv_dir(model), ["oof.npz"]),
         "backend": keras.backend.backend(),
+        "precision": "+".join(sorted({m.get("precision", "float32") for m in fold_metrics})),
         "provenance": provenance.collect(),
     }
     write_json(config.cv_dir(model) / "metrics.json", metrics)  # last: Make's target
@@ -209,8 +226,16 @@ def summary_line(m: dict) -> str:
     folds = " ".join(f"{a:.2%}" for a in m["fold_accuracy"])
     return (
         f"{m['model']}: OOF accuracy {m['oof_accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}) over {m['n_rows']:,} rows, "
-        f"{m['cv']['folds']} folds: {folds}{' (TTA)' if m['tta'] else ''}"
+        f"{contents(m)}: {folds}{' (TTA)' if m['tta'] else ''}"
     )
+
+
+def contents(m: dict) -> str:
+    """'5 folds', or what a run stopped short holds: 'folds 1, 2 of 5 (stopped short)'."""
+    folds, done = m["cv"]["folds"], m.get("folds_trained") or list(range(1, m["cv"]["folds"] + 1))
+    if len(done) == folds:
+        return f"{folds} folds"
+    return f"folds {', '.join(map(str, done))} of {folds} (stopped short)"
 
 
 @cli
@@ -223,6 +248,7 @@ def main(argv=None):
     together = sub.add_parser("assemble", help="OOF and test predictions of folds 1..N")
     together.add_argument("--model", required=True)
     together.add_argument("--folds", type=int, required=True)
+    together.add_argument("--finished", action="store_true", help="only the folds that finished (a run stopped short)")
     args = ap.parse_args(argv)
     if args.command == "fold":
         p = read_json(config.cv_dir(args.model) / "params.json")
@@ -236,7 +262,7 @@ def main(argv=None):
             f"{m['train_seconds']} s; held out {m['held_out_rows']:,}"
         )
     else:
-        print(summary_line(assemble(args.model, args.folds)))
+        print(summary_line(assemble(args.model, args.folds, finished_only=args.finished)))
 
 
 if __name__ == "__main__":

@@ -121,8 +121,7 @@ def main(argv=None):
 
     if args.command == "member":
         p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)
-        backend.init(p["seed"], backend.choose(p))
-        m = train_model(
+        m = train_model(  # picks the backend (and measures it where the params say auto)
             p,
             member_dir(args.index),
             config.PROCESSED_DIR / "train.npz",

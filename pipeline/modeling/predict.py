@@ -24,7 +24,7 @@ def load_model(path: Path):
     """Load a .keras file, turning a missing, corrupt or mismatched file into one clear line."""
     import keras
 
-    from pipeline.modeling import augment, batchnorm  # noqa: F401  (register the custom layers for loading)
+    from pipeline.modeling import augment, batchnorm, schedules  # noqa: F401  (register them for loading)
 
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run `make train` first")
@@ -146,6 +146,8 @@ def predict_single(model_name: str) -> None:
 
 def predict_cv(model_name: str) -> None:
     """The mean of the fold models' test probabilities, computed by the CV run (oof.npz)."""
+    from pipeline.modeling.cv import contents
+
     cv_dir = config.cv_dir(model_name)
     metrics = read_json(cv_dir / "metrics.json")
     test_proba = load_npz(cv_dir / "oof.npz")["test_proba"]
@@ -158,6 +160,7 @@ def predict_cv(model_name: str) -> None:
             "oof_accuracy": metrics["oof_accuracy"],
             "oof_ci95": metrics["oof_ci95"],
             "folds": metrics["cv"]["folds"],
+            "contains": contents(metrics),  # what a run stopped short by its budget holds
             "params": metrics["params"],
             "params_hash": metrics["params_hash"],
         },

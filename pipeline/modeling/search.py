@@ -327,6 +327,9 @@ def main(argv=None):
         ) from None
     out = search_dir(args.model)
     sp = read_json(out / "params.json")
+    from pipeline.speed import tune
+
+    sp["train"] = tune.resolve(sp["train"])  # "auto": measured once; every trial trains on that choice
     backend.init(sp["train"]["seed"], backend.choose(sp["train"]))
     data = load_npz(config.PROCESSED_DIR / "train.npz")
     m = search(sp, data["x"], data["y"].astype(np.int64), out)

@@ -38,14 +38,21 @@ def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarra
 
 
 def compile_model(model, p: dict, n_train: int):
-    """Adam on a 10% linear warm-up then cosine decay to zero: large steps early, a settled model
-    at the end (which is why the last epoch is the one kept)."""
+    """Adam with a schedule that ends on a settled model (which is why the last epoch is the one
+    kept): "cosine", a 10% linear warm-up then cosine decay to zero; "doucet", exponential decay
+    from the learning rate to a tenth of it over all epochs but the last, then 1000x lower."""
     import keras
 
-    steps = p["epochs"] * int(np.ceil(n_train / p["batch_size"]))
-    lr = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10
-    )
+    from pipeline.modeling.schedules import DecayThenTail
+
+    steps_per_epoch = int(np.ceil(n_train / p["batch_size"]))
+    steps = p["epochs"] * steps_per_epoch
+    if p.get("schedule", "cosine") == "doucet":
+        lr = DecayThenTail(p["learning_rate"], decay_steps=max(1, steps - steps_per_epoch))
+    else:
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=steps - steps // 10, warmup_target=p["learning_rate"], warmup_steps=steps // 10
+        )
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -118,7 +125,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
     keras.mixed_precision.set_global_policy(p.get("precision", "float32"))  # before any layer is made
     with context:
         if checkpoint is not None:
-            from pipeline.modeling import augment, batchnorm  # noqa: F401  (register the custom layers for loading)
+            from pipeline.modeling import augment, batchnorm, schedules  # noqa: F401  (register them for loading)
 
             model = keras.saving.load_model(checkpoint)
             for variable, value in zip(_rng_variables(model), rng, strict=True):
@@ -247,19 +254,22 @@ def train_rows(p: dict, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 def train_model(p: dict, out_dir: Path, data_path: Path, log_dir: Path | None = None, verbose=2) -> dict:
     """Everything `make train` does for one model: split, fit, save atomically, write metrics."""
     from pipeline.modeling import backend
+    from pipeline.speed import tune
 
-    backend_name = backend.init(p["seed"], backend.choose(p))
+    run_p = tune.resolve(p)  # "auto": the backend and precision measured fastest here
+    backend_name = backend.init(p["seed"], backend.choose(run_p))
     data = load_npz(data_path)
     x, y = data["x"], data["y"]
     tr, va = train_rows(p, y)
     quoted = quoted_split_accuracy(out_dir, p, {**p, "full_data": False}) if va is None else None
-    work_dir = work_dir_for(out_dir, p, tr)
+    work_dir = work_dir_for(out_dir, run_p, tr)
     x_val, y_val = (x[va], y[va]) if va is not None else (None, None)
     start = time.perf_counter()
-    model, history, replicas = fit(x[tr], y[tr], p, work_dir, x_val, y_val, log_dir=log_dir, verbose=verbose)
+    model, history, replicas = fit(x[tr], y[tr], run_p, work_dir, x_val, y_val, log_dir=log_dir, verbose=verbose)
     metrics, proba = summarize(model, history, p, x_val, y_val, time.perf_counter() - start)
     metrics |= {
         "backend": backend_name,
+        "precision": run_p["precision"],
         "replicas": replicas,
         "params": p,
         "params_hash": params_mod.short_hash(p),

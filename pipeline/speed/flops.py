@@ -6,8 +6,7 @@ augmentation layer (a warp of 28x28 pixels: ~10 kFLOP an
 image, nothing next to the layers). It needs the JAX backend, so `python -m pipeline.speed.flops`
 runs in a process of its own and prints JSON; `per_image()` runs it and caches the answer.
 
-This machine's peak, for the share of it a run achieves: 2 cores x 2.6 GHz x 2 FMA units x 16
-float32 lanes x 2 = 333 GFLOP/s in float32; its AVX512-BF16 dot products do twice that in bfloat16.
+The peak a run's rate is a share of is the machine's at hand (`peak()`), from its flags, cores and clock.
 """
 
 from __future__ import annotations
@@ -23,8 +22,30 @@ from pathlib import Path
 
 from pipeline import config
 
-PEAK_GFLOPS = {"float32": 2 * 2.6 * 2 * 16 * 2, "mixed_bfloat16": 2 * 2 * 2.6 * 2 * 16 * 2}
 BATCH = 128
+FMA_UNITS = 2  # vector FMA pipes per core: 2 on AMD's Zen 2-5 and Intel's big cores since Haswell
+
+
+def peak(cpu: dict | None = None, cores: int | None = None) -> dict:
+    """This machine's peak GFLOP/s by precision, and how it was derived: cores x GHz x FMA units x
+    float32 lanes (16 with AVX-512, 8 with AVX2) x 2 (a multiply and an add). bfloat16 doubles it
+    where the CPU has native bf16 dot products (AVX512_BF16); elsewhere bf16 is emulated and has no
+    peak of its own (None). None where the clock is not known."""
+    from pipeline.speed import tune
+
+    cpu, cores = cpu or tune.cpu(), cores or tune.cores()
+    flags = set(cpu["flags"])
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    if not cpu["ghz"]:
+        return {"float32": None, "mixed_bfloat16": None, "how": f"{cpu['brand']}: clock not known, so no peak"}
+    fp32 = cores * cpu["ghz"] * FMA_UNITS * lanes * 2
+    native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
+    how = (
+        f"{cpu['brand']}: {cores} cores x {cpu['ghz']:g} GHz x {FMA_UNITS} FMA units x {lanes} float32 lanes x 2 "
+        f"= {fp32:.0f} GFLOP/s float32; "
+        + (f"bf16 dot products twice that ({2 * fp32:.0f})" if native_bf16 else "no native bf16 (emulated: no peak)")
+    )
+    return {"float32": fp32, "mixed_bfloat16": 2 * fp32 if native_bf16 else None, "how": how}
 
 
 def layer_flops(layer) -> int:

@@ -35,8 +35,9 @@ def training_flops(metrics: dict) -> float:
 
 
 def precision_of(metrics: dict) -> str:
+    """The precision the run trained in: recorded since "auto" (its params then say only "auto")."""
     p = metrics["params"]
-    return p.get("member", p).get("precision", "float32")
+    return metrics.get("precision") or p.get("member", p).get("precision", "float32")
 
 
 def row(name: str, metrics: dict, runs: dict) -> dict:
@@ -48,7 +49,8 @@ def row(name: str, metrics: dict, runs: dict) -> dict:
     total = sum(training_flops(m) for m in parts)
     precision = "+".join(sorted({precision_of(m) for m in parts}))
     # A mixed blend is held to the higher peak (bfloat16's) of its members'.
-    peak = max(flops.PEAK_GFLOPS.get(x, 0) for x in precision.split("+")) or None
+    peaks = flops.peak()
+    peak = max((peaks.get(x) or 0 for x in precision.split("+")), default=0) or None
     achieved = total / wall / 1e9 if wall else None
     return {
         "run": name,
@@ -114,7 +116,7 @@ def main(argv=None):
     if not runs:
         raise PipelineError(f"no CV run under {config.MODELS_DIR}: run `make cv MODEL=<model>` (or `make blend`) first")
     rows = [row(name, m, runs) for name, m in runs.items()]
-    write_json(config.REPORTS_DIR / "frontier.json", {"rows": rows, "peak_gflops": flops.PEAK_GFLOPS})
+    write_json(config.REPORTS_DIR / "frontier.json", {"rows": rows, "peak_gflops": flops.peak()})
     table = markdown(rows)
     write_text(config.REPORTS_DIR / "frontier.md", table)
     plot(rows, config.REPORTS_DIR / "frontier.png")

@@ -27,7 +27,7 @@ from pipeline import config
 from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import write_json, write_text
-from pipeline.speed.flops import PEAK_GFLOPS, layer_flops
+from pipeline.speed.flops import layer_flops, peak
 
 ROWS_PER_EPOCH = 33_600  # a CV fold's training rows: the epoch times below are scaled to it
 STEPS_TIMED = 32  # training steps per timed pass of the whole model
@@ -140,7 +140,8 @@ def profile(p: dict, repeats: int) -> dict:
         "options": params_mod.architecture(p),
         "precision": precision,
         "batch": batch,
-        "peak_gflops": PEAK_GFLOPS.get(precision, PEAK_GFLOPS["float32"]),
+        "peak_gflops": peak().get(precision),  # None: bf16 emulated, or the clock unknown
+        "peak_how": peak()["how"],
         "convs": rows,
         "step_seconds": min(step),
         "step_seconds_all": step,
@@ -150,9 +151,14 @@ def profile(p: dict, repeats: int) -> dict:
 
 def markdown(result: dict) -> str:
     peak, batch, step = result["peak_gflops"], result["batch"], result["step_seconds"]
+
+    def share(gflops: float) -> str:
+        return f"{gflops / peak:.0%}" if peak else "unknown"
+
     lines = [
         f"{result['model']} {result['options']}, {result['precision']}, batch {batch}; fastest of "
-        f"{result['repeats']} passes each; peak {peak:.0f} GFLOP/s",
+        f"{result['repeats']} passes each; peak {f'{peak:.0f} GFLOP/s' if peak else 'unknown'} "
+        f"({result.get('peak_how', '')})",
         "",
         "| layer | input | filters, kernel, stride | training MFLOP/image | ms/step | GFLOP/s | share of peak |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -161,13 +167,13 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {r['name']} | {'x'.join(map(str, r['input']))} | {r['filters']}, {r['kernel'][0]}x{r['kernel'][1]}, "
             f"{r['strides'][0]} | {r['train_flops'] / 1e6:.2f} | {r['seconds'] * 1e3:.2f} | {r['gflops']:.0f} | "
-            f"{r['gflops'] / peak:.0%} |"
+            f"{share(r['gflops'])} |"
         )
     conv_s = sum(r["seconds"] for r in result["convs"])
     per_image = sum(r["train_flops"] for r in result["convs"])
     gflops = per_image * batch / conv_s / 1e9
     lines += [
-        f"| all convolutions | | | {per_image / 1e6:.2f} | {conv_s * 1e3:.2f} | {gflops:.0f} | {gflops / peak:.0%} |",
+        f"| all convolutions | | | {per_image / 1e6:.2f} | {conv_s * 1e3:.2f} | {gflops:.0f} | {share(gflops)} |",
         "",
         f"Whole training step: {step * 1e3:.1f} ms (an epoch of {ROWS_PER_EPOCH:,} rows: "
         f"{step * ROWS_PER_EPOCH / batch:.1f} s; "
@@ -191,8 +197,10 @@ def main(argv=None):
             f"make bench-layers times TensorFlow's oneDNN kernels: unset KERAS_BACKEND "
             f"(it is {os.environ['KERAS_BACKEND']})"
         )
-    p = params_mod.for_model(params_mod.resolve(args.overrides), args.model)
     from pipeline.modeling import backend
+    from pipeline.speed import tune
+
+    p = tune.resolve(params_mod.for_model(params_mod.resolve(args.overrides), args.model))  # "auto" precision
 
     backend.init(p["seed"], "tensorflow")
     result = profile(p, args.repeats)
