@@ -46,7 +46,10 @@ PACKAGES = ("keras", "tensorflow", "jax", "jaxlib")
 # A probe: one step to compile, one timed step, then enough steps for ~TIMED_SECONDS (at most MAX_STEPS).
 TIMED_SECONDS = 2.0
 MAX_STEPS = 40
-PROBE_TIMEOUT = 150  # seconds: an emulated-bf16 CNN step on an AVX2 CPU takes ~5 s, its compile more
+PROBE_TIMEOUT = 120  # seconds: an emulated-bf16 CNN step on an AVX2 CPU takes ~5 s, its compile more
+# Once one candidate is timed, another gets PROBE_STARTUP + PROBE_STEPS x the best step: a process start,
+# a compile and a few steps at most, so a hopeless one costs a minute, not the two above.
+PROBE_STARTUP, PROBE_STEPS = 45, 15
 # Skip the steady-state timing of a candidate whose single step is this many times the best one's.
 HOPELESS = 3.0
 
@@ -179,10 +182,13 @@ def reason(choice: tuple[str, str], timings: dict[str, float | None], allowed, h
     backend, precision = choice
 
     def per100(key):
-        t = timings.get(key)
-        return "failed" if t is None else f"{100 * t:.1f} s"
+        return f"{100 * timings[key]:.1f} s"
 
-    others = [f"{per100(f'{b} {q}')} {q} {b}" for b, q in allowed if (b, q) != choice and f"{b} {q}" in timings]
+    def other(b, q):
+        key = f"{b} {q}"
+        return f"{q} {b} (stopped: too slow, or failed)" if timings[key] is None else f"{per100(key)} {q} {b}"
+
+    others = [other(b, q) for b, q in allowed if (b, q) != choice and f"{b} {q}" in timings]
     against = f" against {', '.join(others)}" if others else ""
     return (
         f"{precision}, {backend}: {how} on this machine ({describe(m)}): "
@@ -281,7 +287,8 @@ def _unmeasured(allowed: list[tuple[str, str]]) -> tuple[str, str]:
 
 
 def measure_all(p: dict, todo: list[tuple[str, str]], known: dict | None = None) -> dict[str, float | None]:
-    """Seconds per training step of each (backend, precision), each in a fresh process, one at a time."""
+    """Seconds per training step of each (backend, precision), each in a fresh process, one at a time;
+    None for one that failed or was stopped as hopeless."""
     found: dict[str, float | None] = {}
     for backend, precision in todo:
         best = min([t for t in {**(known or {}), **found}.values() if t is not None], default=None)
@@ -290,9 +297,10 @@ def measure_all(p: dict, todo: list[tuple[str, str]], known: dict | None = None)
 
 
 def probe(p: dict, backend: str, precision: str, best: float | None = None) -> float | None:
-    """One candidate's seconds per step, or None if it cannot train here."""
+    """One candidate's seconds per step, or None if it cannot train here or is far slower than `best`."""
     spec = {"params": {**p, "backend": backend, "precision": precision}, "best": best}
     env = os.environ | {"KERAS_BACKEND": backend}
+    timeout = PROBE_TIMEOUT if best is None else min(PROBE_TIMEOUT, PROBE_STARTUP + PROBE_STEPS * best)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline.speed.tune", "--probe", json.dumps(spec)],
@@ -300,7 +308,7 @@ def probe(p: dict, backend: str, precision: str, best: float | None = None) -> f
             env=env,
             capture_output=True,
             text=True,
-            timeout=PROBE_TIMEOUT,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return None
