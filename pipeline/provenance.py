@@ -38,13 +38,31 @@ def git_commit() -> str | None:
 
 @cache
 def cpu_model() -> str:
+    """'AMD EPYC (AVX-512 with native bf16)': the brand alone names no generation (a Zen 3 and a Zen 5 are
+    both 'AMD EPYC' here), so the vector instructions that decide the speed come with it."""
+    brand, flags = None, None
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("model name") and brand is None:
+                brand = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and flags is None:
+                flags = line.split(":", 1)[1].split()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    brand = brand or platform.processor() or platform.machine()
+    return f"{brand} ({vector_isa(flags)})" if flags is not None else brand
+
+
+def vector_isa(flags) -> str:
+    """What a CPU's flags say of its speed: 'AVX2, no native bf16', 'AVX-512 with native bf16', ..."""
+    flags = set(flags)
+    if "amx_bf16" in flags:
+        return "AMX and AVX-512 with native bf16"
+    if "avx512_bf16" in flags:
+        return "AVX-512 with native bf16"
+    if "avx512f" in flags:
+        return "AVX-512, no native bf16"
+    return "AVX2, no native bf16" if "avx2" in flags else "no AVX2"
 
 
 def run() -> dict:

@@ -102,18 +102,10 @@ def machine() -> dict:
 
 def describe(m: dict | None = None) -> str:
     """'AMD EPYC, 2 cores, AVX-512 with native bf16' (what a time was measured on)."""
+    from pipeline.provenance import vector_isa
+
     m = m or machine()
-    flags = set(m["flags"])
-    if "amx_bf16" in flags:
-        vector = "AMX and AVX-512 with native bf16"
-    elif "avx512_bf16" in flags:
-        vector = "AVX-512 with native bf16"
-    elif "avx512f" in flags:
-        vector = "AVX-512, no native bf16"
-    elif "avx2" in flags:
-        vector = "AVX2, no native bf16"
-    else:
-        vector = "no AVX2"
+    vector = vector_isa(m["flags"])
     gpu = f", {len(m['gpus'])} x {m['gpus'][0]}" if m["gpus"] else ""
     return f"{m['cpu']}, {m['cores']} cores, {vector}{gpu}"
 
