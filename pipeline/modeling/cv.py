@@ -29,6 +29,7 @@ from pipeline import config, provenance, stats
 from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
+from pipeline.modeling.trainer import fit, mean_history, member_params, work_dir_for
 
 
 def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -49,15 +50,9 @@ def fold_dir(model: str, k: int) -> Path:
     return config.cv_dir(model) / f"fold-{k}"
 
 
-def member_params(p: dict, index: int) -> dict:
-    """Ensemble member i of a fold: the member architecture with its own seed."""
-    return {**p["member"], "seed": p["member"]["seed"] + 1000 * index}
-
-
 def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     """Train fold model k (1-based) on the rows outside fold k; save it with the rows it used."""
     from pipeline.modeling import backend
-    from pipeline.modeling.train import fit, work_dir_for
 
     out = fold_dir(model, k)
     train, held = np.flatnonzero(ids != k - 1), np.flatnonzero(ids == k - 1)
@@ -108,13 +103,6 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     return metrics
 
 
-def mean_history(histories: list[list[dict]]) -> list[dict]:
-    import pandas as pd
-
-    frame = pd.concat([pd.DataFrame(h) for h in histories])
-    return frame.groupby("epoch", as_index=False).mean().to_dict("records")
-
-
 def fold_proba(model: str, k: int, x_held, x_test, tta: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """Fold model k's probabilities for its held-out rows and the test set (members averaged)."""
     import keras
@@ -147,8 +135,6 @@ def check_rows(model: str, k: int, ids: np.ndarray) -> None:
 
 
 def assemble(model: str, folds: int) -> dict:
-    from sklearn.metrics import log_loss
-
     from pipeline.modeling import backend
 
     p = read_json(config.cv_dir(model) / "params.json")
@@ -184,7 +170,7 @@ def assemble(model: str, folds: int) -> dict:
         "tta": tta,
         "oof_accuracy": float(correct.mean()),
         "oof_ci95": list(stats.accuracy_ci(correct)),
-        "oof_log_loss": float(log_loss(y, oof, labels=np.arange(config.N_CLASSES))),
+        "oof_log_loss": stats.log_loss(y, oof),
         "fold_accuracy": [float(correct[ids == k].mean()) for k in range(folds)],
         "n_rows": int(len(y)),
         "parameters": parameters,
