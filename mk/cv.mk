@@ -75,7 +75,7 @@ $(MODELS)/blend/cv/metrics.json: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/cv/m
 	$(STAGE) -m pipeline.modeling.blend --models $(BLEND_MODELS)
 endif
 
-blend: $(MODELS)/blend/cv/metrics.json ## The top recipe: the CV runs of blend.models, weights fitted out of fold
+blend: $(MODELS)/blend/cv/metrics.json ## The CV runs of blend.models, weights fitted out of fold (MODEL=blend)
 
 # --- compare: OOF accuracy, 95% interval, McNemar against the best (pipeline/evaluate/compare.py)
 $(STATE)/compare-models.txt: FORCE
