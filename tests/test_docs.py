@@ -48,21 +48,18 @@ def test_a_command_is_written_relative_to_the_checkout(tmp_path):
 
 
 def test_make_results_writes_no_absolute_data_path(tmp_path):
-    command = f"make submission MODEL=cnn CV=1 DATA={REPO.parent}/shared/data/digit-recognizer.zip"
-    run = {"command": command, "id": "7-1", "cores": 2, "cpu": "AMD EPYC"}
-    path = tmp_path / "submissions/submission-cnn-cv.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(
-        json.dumps(
-            {
-                "submission_sha256": "s",
-                "oof_accuracy": 0.9962,
-                "oof_ci95": [0.9956, 0.9967],
-                "folds": 5,
-                "provenance": {"run": run | {"started": "2026-12-01T10:00:00Z", "finished": "2026-12-01T10:30:00Z"}},
-            }
-        )
-    )
-    table, rows = results.submissions_table([tmp_path])
+    data = f"DATA={REPO.parent}/shared/data/digit-recognizer.zip"
+    times = {"started": "2026-12-01T10:00:00Z", "finished": "2026-12-01T10:30:00Z"}
+    run = {"command": f"make submission MODEL=cnn CV=1 {data}", "id": "7-1", "cores": 2, "cpu": "x"} | times
+    manifests = {
+        "submissions/submission-cnn-cv.json": {"submission_sha256": "s", "val_accuracy": 0.99, "run": run},
+        "bench/results.json": {"make_command": f"make bench {data}", "wall_seconds": 60, "started": times["started"]},
+    }
+    for name, manifest in manifests.items():
+        (tmp_path / name).parent.mkdir(parents=True)
+        (tmp_path / name).write_text(json.dumps(manifest))
+    table, _ = results.submissions_table([tmp_path])
+    bench = results.bench_run(tmp_path / "bench/results.json")
     assert "`make submission MODEL=cnn CV=1 DATA=../shared/data/digit-recognizer.zip`" in table
-    assert str(REPO.parent) not in table and not re.search(r"DATA=/", table)
+    assert "`make bench DATA=../shared/data/digit-recognizer.zip`" in bench
+    assert str(REPO.parent) not in table + bench
