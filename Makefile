@@ -10,13 +10,11 @@ SHELL := bash
 MAKEFLAGS += --no-builtin-rules
 
 PYTHON ?= python3
-ifneq ($(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null),True)
-$(error PYTHON=$(PYTHON) is missing or older than Python 3.11 (tomllib): pass PYTHON=python3.11 or newer)
-endif
 
-# What to run: MODEL=conv_gru|lstm|mlp|cnn|ensemble|blend, CV=1 for the cross-validated run,
-# DATA=<competition zip or folder, or kaggle>, FORCE=1 to fetch the data again, FULL_DATA=1 to
-# train on every labelled row, OUT=<folder> for all outputs, and parameter overrides (params.toml).
+# What to run: MODEL=<a model of pipeline/modeling/models.py>, ensemble or blend; CV=1 for the
+# cross-validated run, DATA=<competition zip or folder, or kaggle>, FORCE=1 to fetch the data again,
+# FULL_DATA=1 to train on every labelled row, OUT=<folder> for all outputs, and parameter overrides
+# (params.toml).
 MODEL ?= conv_gru
 CV ?=
 DATA ?=
@@ -34,28 +32,48 @@ FULL_DATA ?=
 KERNEL ?=
 # PRESET=<name>: a model and its parameters at once, from params.toml's [presets] (`make kernel PRESET=gpu`).
 PRESET ?=
-ifneq ($(PRESET),)
-PRESET_MODEL := $(shell $(PYTHON) -m pipeline.params --preset '$(PRESET)' model 2>&1)
-$(if $(filter error:%,$(PRESET_MODEL)),$(error $(PRESET_MODEL)))
-ifneq ($(filter command line,$(origin MODEL)),)
-$(if $(filter-out $(PRESET_MODEL),$(MODEL)),$(error PRESET=$(PRESET) trains MODEL=$(PRESET_MODEL): drop MODEL=$(MODEL)))
-endif
-MODEL := $(PRESET_MODEL)
-PRESET_OVERRIDES := $(shell $(PYTHON) -m pipeline.params --preset '$(PRESET)' overrides)
-endif
-ifeq ($(MODEL),blend)
-CV := 1
-endif
-
-# All paths come from pipeline/config.py (standard library only, so this works before .venv exists).
 ifneq ($(OUT),)
 export PIPELINE_OUT := $(abspath $(OUT))
 endif
-# Make 4.3's $(shell) does not see exported variables: pass OUT= to the parse-time calls by hand.
-SHELL_ENV := $(if $(OUT),PIPELINE_OUT='$(PIPELINE_OUT)')
-CONFIG_VARS := $(shell $(SHELL_ENV) $(PYTHON) -m pipeline.config $(MODEL) $(CV))
-$(if $(filter SUBMISSION=%,$(CONFIG_VARS)),,$(error pipeline.config failed: run `$(PYTHON) -m pipeline.config` to see why))
-$(foreach v,$(CONFIG_VARS),$(eval $(v)))
+
+# Goals that check no parameters, and those that never run the data stage either.
+QUIET_GOALS := install help clean lint format test kaggle-image tensorboard submissions
+NO_DATA_GOALS := $(QUIET_GOALS) results frontier bench-layers kernel kernel-wait submit-kernel
+GOALS := $(or $(MAKECMDGOALS),install)
+DATA_CHECK := $(filter-out $(NO_DATA_GOALS),$(GOALS))
+
+# Everything Make needs from Python comes from one call while it parses (pipeline/makevars.py, standard
+# library only, so this works before .venv exists): the paths (pipeline/config.py), the model registry
+# (pipeline/modeling/models.py), the overrides the shorthands stand for, checked with params.toml, the
+# folds, members and blend models, and the code each module runs (CODE.<module>, from the imports:
+# pipeline/codedeps.py). Its file, .make/vars/<hash of these inputs>.mk, is reused while params.toml and
+# the pipeline's .py files are older than it, so `make help` starts no Python. A goal that may run the
+# data stage asks every time: whether the data in place is stale (pipeline/datasource.py: none yet,
+# another DATA=, or the demo sample while the competition's files can now be had) is no file's time.
+MAKEVARS_INPUTS := MODEL CV PRESET PARAMS EPOCHS BATCH_SIZE LR SEED MEMBERS FOLDS TRIALS FULL_DATA \
+	PIPELINE_OUT KAGGLE_KERNEL_RUN_TYPE KAGGLE_ROOT
+quote = '$(subst ','\'',$(1))'
+MAKEVARS_ARGS := $(foreach v,$(MAKEVARS_INPUTS),$(call quote,$(v)=$(strip $($(v))))) \
+	$(call quote,MODEL_ORIGIN=$(origin MODEL))
+MAKEVARS := $(shell f=.make/vars/$$(printf '%s\n' $(call quote,$(PYTHON)) $(MAKEVARS_ARGS) | cksum | tr ' ' -).mk; \
+	if [ -z '$(DATA_CHECK)' ] && [ -f "$$f" ] && [ -z "$$(find params.toml pipeline -newer "$$f" \
+		\( -name '*.py' -o -name params.toml -o -type d ! -name __pycache__ \) -print -quit)" ]; then \
+		echo "vars-ok $$f"; \
+	else $(PYTHON) -m pipeline.makevars --out "$$f" $(if $(DATA_CHECK),--data-check $(call quote,$(DATA))) \
+		$(MAKEVARS_ARGS); fi)
+ifeq ($(firstword $(MAKEVARS)),vars-ok)
+include $(word 2,$(MAKEVARS))
+else ifeq ($(firstword $(MAKEVARS)),error:)
+$(error $(MAKEVARS))
+else
+$(error PYTHON=$(PYTHON) is missing or older than Python 3.11 (tomllib): pass PYTHON=python3.11 or newer)
+endif
+DATA_STALE := $(filter stale,$(wordlist 3,3,$(MAKEVARS)))
+
+# Bad parameters (and a PRESET= or shorthand that cannot be) are refused before any stage runs.
+ifneq ($(filter-out $(QUIET_GOALS),$(GOALS)),)
+$(if $(MAKEVARS_ERROR),$(error $(MAKEVARS_ERROR)))
+endif
 
 # Inside a Kaggle notebook (KAGGLE_KERNEL_RUN_TYPE is set) the notebook's own interpreter and
 # packages are used: no venv, no pip (offline, and pip would swap its GPU builds for CPU wheels).
@@ -78,37 +96,6 @@ VENV_OK := $(STATE)/packages-checked
 $(VENV_OK): pyproject.toml
 	$(PY) -m pipeline.deps
 	mkdir -p $(@D) && touch $@
-endif
-
-# CODE.<module>: the pipeline's .py files that module runs (regenerated when any of them changes).
-include $(STATE)/code.mk
-$(STATE)/code.mk: $(wildcard pipeline/*.py pipeline/*/*.py)
-	@mkdir -p $(@D) && $(PYTHON) -m pipeline.codedeps > $@
-
-# Reading params.toml needs only the standard library (pipeline/params.py imports nothing else).
-PARAMS_CLI := $(PYTHON) -m pipeline.params
-# EPOCHS=, BATCH_SIZE= and LR= set the selected model's section; for an ensemble, its members'.
-TRAIN_SECTION := $(MODEL)
-ifeq ($(MODEL)$(if $(EPOCHS)$(BATCH_SIZE)$(LR),+),ensemble+)
-TRAIN_SECTION := $(shell $(PARAMS_CLI) --get ensemble.model $(PARAMS) 2>/dev/null)
-endif
-ifeq ($(MODEL)$(if $(EPOCHS)$(BATCH_SIZE)$(LR)$(FULL_DATA),+),blend+)
-$(error MODEL=blend takes PARAMS= (blend.models, and each model's train.<model>.* keys), not EPOCHS=, BATCH_SIZE=, LR= or FULL_DATA=)
-endif
-OVERRIDES := $(PRESET_OVERRIDES) $(PARAMS) \
-	$(if $(EPOCHS),train.$(TRAIN_SECTION).epochs=$(EPOCHS)) \
-	$(if $(BATCH_SIZE),train.$(TRAIN_SECTION).batch_size=$(BATCH_SIZE)) \
-	$(if $(LR),train.$(TRAIN_SECTION).learning_rate=$(LR)) \
-	$(if $(SEED),train.seed=$(SEED)) \
-	$(if $(MEMBERS),ensemble.members=$(MEMBERS)) \
-	$(if $(FOLDS),cv.folds=$(FOLDS)) \
-	$(if $(TRIALS),search.trials=$(TRIALS)) \
-	$(if $(FULL_DATA),train.full_data=true)
-
-# Bad parameters are refused before any stage runs.
-ifneq ($(filter-out install help clean test tensorboard submissions,$(or $(MAKECMDGOALS),install)),)
-PARAMS_ERROR := $(shell $(PARAMS_CLI) $(OVERRIDES) 2>&1 >/dev/null)
-$(if $(PARAMS_ERROR),$(error $(PARAMS_ERROR)))
 endif
 
 MODEL_DIR := $(MODELS)/$(MODEL)
@@ -154,9 +141,8 @@ submit: $(SUBMISSION) ## Everything out of date, then upload to Kaggle (or say w
 endif
 
 # The data stage runs when its code or the DATA= file changes, with FORCE=1, or when
-# pipeline/datasource.py calls the data in place stale (none yet, another DATA=, or the demo
-# sample while the competition's files can now be had). Nothing is recorded before it succeeds.
-DATA_STALE := $(shell $(SHELL_ENV) $(PYTHON) -m pipeline.datasource $(if $(DATA),--data '$(DATA)'))
+# pipeline/datasource.py calls the data in place stale (DATA_STALE, above). Nothing is recorded
+# before it succeeds.
 $(RAW)/source.json: $(CODE.pipeline.dataset) $(filter-out kaggle,$(wildcard $(DATA))) $(if $(FORCE)$(DATA_STALE),FORCE) | $(VENV_OK)
 	$(STAGE) -m pipeline.dataset $(if $(DATA),--data '$(DATA)') $(if $(FORCE),--force)
 
@@ -176,8 +162,7 @@ $(MODELS)/%/metrics.json: $(MODELS)/%/params.json $(PROCESSED)/features.json $(C
 # Ensemble members are separate targets: `make -j2 train MODEL=ensemble` trains two at a time,
 # and a finished member is never retrained (adding members only trains the new ones).
 ifeq ($(MODEL),ensemble)
-N_MEMBERS := $(shell $(PARAMS_CLI) --get ensemble.members $(OVERRIDES))
-MEMBER_METRICS := $(foreach i,$(shell seq 1 $(N_MEMBERS)),$(MODELS)/ensemble/member-$(i)/metrics.json)
+MEMBER_METRICS := $(foreach i,$(MEMBER_NUMBERS),$(MODELS)/ensemble/member-$(i)/metrics.json)
 
 $(MODELS)/ensemble/member-%/metrics.json: $(MODELS)/ensemble/params.json $(PROCESSED)/features.json $(CODE.pipeline.modeling.ensemble)
 	$(STAGE) -m pipeline.modeling.ensemble member --index $*
@@ -235,8 +220,11 @@ format: $(VENV_OK) ## Rewrite the code to ruff's style and fix what it can (impo
 KAGGLE_IMAGE_LIST := tests/kaggle_image/requirements.txt
 KAGGLE_IMAGE_PYTHON ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),\
 	$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
-KAGGLE_IMAGE_ENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/digit-recognizer-pipeline/kaggle-image-$(shell \
-	sha256sum $(KAGGLE_IMAGE_LIST) 2>/dev/null | cut -c1-12)
+# Hashed once, and only for the goals that use it: every other make starts no process for it.
+ifndef KAGGLE_IMAGE_ENV
+KAGGLE_IMAGE_ENV := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/digit-recognizer-pipeline/kaggle-image-$(if \
+	$(filter test kaggle-image,$(GOALS)),$(shell sha256sum $(KAGGLE_IMAGE_LIST) 2>/dev/null | cut -c1-12))
+endif
 
 # Order-only: the folder's name holds the list's hash, so a changed list is a new folder, and a fresh
 # clone's newer file times do not rebuild an environment that is already there.
@@ -262,7 +250,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {last = ($$0 ~ /Quality|Housekeeping/); line = "\n" substr($$0, 5)} \
 		/^[a-z-]+:.*## / {line = sprintf("  %-14s %s", $$1, $$2)} \
 		line != "" {if (last) tail = tail line "\n"; else print line; line = ""} END {printf "%s", tail}' \
-		$(filter-out %code.mk,$(MAKEFILE_LIST))
+		$(filter-out .make/%,$(MAKEFILE_LIST))
 
 clean: ## Remove generated data, models, reports, submissions and benchmarks (keeps .venv)
 	rm -rf $(STATE) $(RAW) $(PROCESSED) $(DOWNLOAD) $(MODELS) $(REPORTS) $(LOGS) $(BENCH) $(KERNEL_DIR) \

@@ -1,10 +1,11 @@
 ##@ Speed
 # `make bench` (pipeline/speed/bench.py): a plain Keras notebook of the study's model first
-# (pipeline/speed/baseline_notebook.py, standalone), then each of BENCH_MODELS through make train's own
-# CLIs, all in this one invocation; times as ratios of the baseline's. EPOCHS= caps every run
+# (pipeline/speed/baseline_notebook.py, standalone), then each of BENCH_MODELS (default: every model of
+# pipeline/modeling/models.py) through make train's own CLIs, all in this one invocation; times as
+# ratios of the baseline's. EPOCHS= caps every run
 # (the baseline's too: a smoke run), PARAMS= goes to the pipeline runs. The other shorthands
 # would mean something else here than in `make train`, so they are refused, not dropped.
-BENCH_MODELS ?= conv_gru mlp lstm cnn
+BENCH_MODELS ?= $(MODEL_NAMES)
 BENCH_BACKENDS ?=
 bench_comma := ,
 bench_space := $() $()

@@ -1,17 +1,17 @@
 ##@ Cross-validation
 # Included by the main Makefile (PY, VENV_OK, MODELS, REPORTS, PROCESSED, STATE, OVERRIDES, MODEL, CV,
-# PARAMS_CLI and CODE.<module> come from there). A CV run is models/<m>/cv/{metrics.json,oof.npz}.
+# and, from pipeline/makevars.py, MODEL_NAMES, N_FOLDS, FOLD_NUMBERS, BLEND_MODELS, COMPARE_DEFAULT,
+# CV_ONE_AT_A_TIME and CODE.<module> come from there). A CV run is models/<m>/cv/{metrics.json,oof.npz}.
 .PHONY: blend compare
 
 # --- cv: k fold models and their out-of-fold predictions (pipeline/modeling/cv.py)
 # k-fold cross-validation of any model (pipeline/modeling/cv.py). Each fold is its own target: a
 # finished fold is never retrained, a killed one resumes. Changing predict.tta re-predicts without
 # retraining.
-CV_MODELS := conv_gru lstm mlp cnn resnet ensemble
+CV_MODELS := $(MODEL_NAMES) ensemble
 
 # $@.tmp becomes $@ only when the two differ, so that what depends on $@ reruns only for a change.
 MOVE_IF_CHANGED = if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
-N_FOLDS := $(shell $(PARAMS_CLI) --get cv.folds $(OVERRIDES) 2>/dev/null)
 .PHONY: cv
 
 cv: $(MODELS)/$(MODEL)/cv/metrics.json ## k-fold CV of MODEL: OOF accuracy with its interval (FOLDS=, CV=1 for its submission, CV_JOBS=)
@@ -20,15 +20,16 @@ cv: $(MODELS)/$(MODEL)/cv/metrics.json ## k-fold CV of MODEL: OOF accuracy with 
 # only 1.1-1.25 of this machine's 2 cores busy (its steps are too small to spread; the LSTM and the MLP
 # 1.4-1.5 in make bench): two 40-epoch conv_gru folds side by side train in 162-170 s each, one alone in
 # 119 s. The CNN's fold fills both cores (two side by side: 41 s an epoch each against ~20 s alone), and so
-# do an ensemble's CNN members: one at a time. With a GPU, one at a time too: each JAX process would claim most of its memory.
+# do an ensemble's members: one at a time (CV_ONE_AT_A_TIME: pipeline/modeling/models.py's ONE_FOLD_AT_A_TIME
+# and ensemble). With a GPU, one at a time too: each JAX process would claim most of its memory.
 # One fold per core is measured here on 2 cores only (docs/speed.md).
 CV_JOBS ?=
-cv_jobs = $(or $(CV_JOBS),$(if $(wildcard /proc/driver/nvidia/gpus/*)$(filter cnn resnet ensemble,$(1)),1,$(shell nproc)))
+cv_jobs = $(or $(CV_JOBS),$(if $(wildcard /proc/driver/nvidia/gpus/*)$(filter $(CV_ONE_AT_A_TIME),$(1)),1,$(shell nproc)))
 # A make run with -j already shares its job slots with the fold make; one without gets cv_jobs of them.
 cv_jobs_flag = $(if $(filter-out -j1,$(filter -j%,$(MAKEFLAGS))),,-j$(call cv_jobs,$(1)))
 
 define cv_rules
-CV_FOLDS.$(1) := $(foreach k,$(shell seq 1 $(N_FOLDS)),$(MODELS)/$(1)/cv/fold-$(k)/metrics.json)
+CV_FOLDS.$(1) := $(foreach k,$(FOLD_NUMBERS),$(MODELS)/$(1)/cv/fold-$(k)/metrics.json)
 
 $(MODELS)/$(1)/cv/params.json: FORCE | $(VENV_OK)
 	@$$(PY) -m pipeline.params --model $(1) --cv --out $$@ $$(OVERRIDES)
@@ -61,13 +62,11 @@ define WRITE_IF_CHANGED
 endef
 
 # --- blend: weights fitted on the members' out-of-fold predictions (pipeline/modeling/blend.py)
-COMPARE_MODELS ?= mlp lstm conv_gru cnn blend
+# The study's models, the blend's and the blend (COMPARE_DEFAULT: pipeline/makevars.py).
+COMPARE_MODELS ?= $(COMPARE_DEFAULT)
 
-# Read blend.models (a Python start) only when a blend is wanted.
+# The blend's rules only when a blend is wanted (BLEND_MODELS: blend.models, overrides applied).
 ifneq ($(filter blend,$(MODEL) $(MAKECMDGOALS) $(COMPARE_MODELS)),)
-BLEND_MODELS := $(shell $(PARAMS_CLI) --get blend.models $(OVERRIDES))
-$(if $(BLEND_MODELS),,$(error cannot read blend.models: run `$(PARAMS_CLI) --get blend.models` to see why))
-
 $(STATE)/blend-models.txt: FORCE
 	$(call WRITE_IF_CHANGED,$(BLEND_MODELS))
 
@@ -76,7 +75,7 @@ $(MODELS)/blend/cv/metrics.json: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/cv/m
 	$(STAGE) -m pipeline.modeling.blend --models $(BLEND_MODELS)
 endif
 
-blend: $(MODELS)/blend/cv/metrics.json ## The top recipe: the CV runs of blend.models, weights fitted out of fold
+blend: $(MODELS)/blend/cv/metrics.json ## The CV runs of blend.models, weights fitted out of fold (MODEL=blend)
 
 # --- compare: OOF accuracy, 95% interval, McNemar against the best (pipeline/evaluate/compare.py)
 $(STATE)/compare-models.txt: FORCE
@@ -86,7 +85,7 @@ $(REPORTS)/compare.md: $(foreach m,$(COMPARE_MODELS),$(MODELS)/$(m)/cv/metrics.j
 		$(STATE)/compare-models.txt $(CODE.pipeline.evaluate.compare) | $(VENV_OK)
 	$(STAGE) -m pipeline.evaluate.compare $(COMPARE_MODELS)
 
-compare: $(REPORTS)/compare.md ## CV runs side by side (COMPARE_MODELS="mlp lstm conv_gru cnn blend"): OOF accuracy, 95% CI, McNemar
+compare: $(REPORTS)/compare.md ## CV runs side by side (COMPARE_MODELS=, default the study's models and the blend's): OOF accuracy, 95% CI, McNemar
 
 # --- report CV=1: confusion matrix and errors out of fold, over every labelled row (pipeline/evaluate/report.py)
 ifneq ($(CV),)

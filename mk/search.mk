@@ -3,7 +3,7 @@
 # (pipeline/modeling/search.py): a screen whose winner `make cv` then confirms on every fold.
 .PHONY: search
 
-SEARCH_MODELS := conv_gru lstm mlp cnn
+SEARCH_MODELS := $(MODEL_NAMES)
 
 define search_rules
 $(MODELS)/$(1)/search/params.json: FORCE | $(VENV_OK)

@@ -1,14 +1,13 @@
 """Which of the pipeline's own source files each stage runs, for Make's prerequisites.
 
-`python -m pipeline.codedeps` prints a Makefile fragment, one variable per module:
+`makefile()` is a Makefile fragment, one variable per module:
 `CODE.pipeline.modeling.train := pipeline/__init__.py pipeline/config.py ...`: the module and
 every pipeline module it imports, directly or through others, at the top or inside a function.
 Derived by reading the imports (ast), so a new import is a new prerequisite with no hand-kept list.
-Standard library only: Make runs it before .venv exists.
+Standard library only: Make has it written while it parses (pipeline/makevars.py), before .venv exists.
 """
 
 import ast
-import sys
 from pathlib import Path
 
 PACKAGE = "pipeline"
@@ -64,7 +63,3 @@ def closure(root: Path) -> dict[str, list[str]]:
 
 def makefile(root: Path) -> str:
     return "".join(f"CODE.{name} := {' '.join(files)}\n" for name, files in sorted(closure(root).items()))
-
-
-if __name__ == "__main__":
-    sys.stdout.write(makefile(Path(__file__).resolve().parent.parent))

@@ -5,12 +5,11 @@ the checkout itself by default, `PIPELINE_OUT` when set (Make's `OUT=`), and `<k
 inside a Kaggle notebook, whose input folder is read-only. The Kaggle root is `/kaggle`, or
 `KAGGLE_ROOT` when set (tests and dry runs point it at a temporary folder).
 
-Standard library only: Make runs `python -m pipeline.config` while it parses, before .venv exists,
-to take its paths from here.
+Standard library only: Make takes its paths from here while it parses, before .venv exists
+(pipeline/makevars.py).
 """
 
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +38,7 @@ REPORTS_DIR = OUT / "reports"
 LOGS_DIR = OUT / "logs"
 BENCH_DIR = OUT / "bench"
 KERNEL_DIR = OUT / "kernel"  # what `make kernel` pushed and fetched back
-STATE_DIR = OUT / ".make"  # Make's own state: code.mk, locks
+STATE_DIR = OUT / ".make"  # Make's own state: locks, the lists of names it wrote, the XLA cache
 
 # The competition's files, in the order a competitor meets them.
 RAW_FILES = ("train.csv", "test.csv", "sample_submission.csv")
@@ -66,36 +65,3 @@ def submission_path(model: str, cv: bool = False) -> Path:
         return SUBMISSIONS_DIR / f"submission-{model}-cv.csv"
     name = "submission.csv" if model == "conv_gru" else f"submission-{model}.csv"
     return SUBMISSIONS_DIR / name
-
-
-def _for_make(path: Path) -> str:
-    """Relative to the checkout when inside it (short targets in Make's output), else absolute."""
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-MAKE_VARS = {
-    "OUT_DIR": OUT,
-    "RAW": RAW_DIR,
-    "PROCESSED": PROCESSED_DIR,
-    "DOWNLOAD": DOWNLOAD_DIR,
-    "MODELS": MODELS_DIR,
-    "SUBMISSIONS": SUBMISSIONS_DIR,
-    "REPORTS": REPORTS_DIR,
-    "LOGS": LOGS_DIR,
-    "BENCH": BENCH_DIR,
-    "KERNEL_DIR": KERNEL_DIR,
-    "STATE": STATE_DIR,
-}
-
-if __name__ == "__main__":
-    # `NAME=value` words for the Makefile (paths with spaces are not supported by Make anyway).
-    # Arguments MODEL [CV] add SUBMISSION, the file `make submission` writes for them.
-    if len(sys.argv) > 1:
-        MAKE_VARS["SUBMISSION"] = submission_path(sys.argv[1], cv=bool(sys.argv[2:] and sys.argv[2]))
-    for name, path in MAKE_VARS.items():
-        if " " in str(path):
-            sys.exit(f"error: {name} path {path} contains a space, which Make cannot handle")
-    print(" ".join(f"{name}={_for_make(path)}" for name, path in MAKE_VARS.items()))

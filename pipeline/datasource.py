@@ -9,14 +9,13 @@ Sources, first that applies wins:
   4. the Kaggle API, when credentials are configured;
   5. the small sample committed in data/sample/ (a demo, not the competition data).
 
-`python -m pipeline.datasource [--data DATA]` prints `stale` when the data stage must run
-although no file it depends on changed: nothing in place yet, a DATA= other than the one in
-place, or demo data in place while a real source has appeared since (a notebook's input or
-Kaggle credentials). Make asks this while it parses; it writes nothing, so a mistyped DATA=
-leaves no trace once it has failed.
+`stale()` says when the data stage must run although no file it depends on changed: nothing in
+place yet, a DATA= other than the one in place, or demo data in place while a real source has
+appeared since (a notebook's input or Kaggle credentials). Make asks it on every run that may need
+the data, while it parses (pipeline/makevars.py); it writes nothing, so a mistyped DATA= leaves no
+trace once it has failed.
 """
 
-import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -164,11 +163,3 @@ def stale(data: str | None, manifest: dict | None, input_root: Path, kaggle_read
     if manifest.get("origin") == "sample":  # demo data: switch as soon as the real data can be had
         return find_competition(input_root) is not None or kaggle_ready()
     return False
-
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="print 'stale' if the data stage must run")
-    ap.add_argument("--data", default=None)
-    args = ap.parse_args()
-    if stale(args.data, recorded_manifest(), config.KAGGLE_INPUT, kaggle_ready):
-        print("stale")

@@ -214,13 +214,11 @@ def outputs(folder: Path, names) -> dict[str, str]:
     return {str(name): sha256_file(Path(folder) / name) for name in names}
 
 
-def _shown(path: Path) -> str:
-    from pipeline import config  # standard library only
-
-    try:
-        return str(Path(path).resolve().relative_to(config.OUT))
-    except ValueError:
-        return str(path)
+def shown(path: Path, base: Path | None = None) -> str:
+    """A path as a user would type it: relative to `base` (default: the current folder, where Make
+    runs) when inside it, else as given. Not resolved: .venv/bin/python is a link."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(base) if base is not None else None)
+    return str(path) if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
 
 
 def read_manifest(path: Path) -> dict:
@@ -232,7 +230,7 @@ def read_manifest(path: Path) -> dict:
             raise ValueError("not a JSON object")
         return record
     except FileNotFoundError:
-        raise PipelineError(f"{_shown(path)} is missing: run the stage that makes it first") from None
+        raise PipelineError(f"{shown(path)} is missing: run the stage that makes it first") from None
     except (OSError, ValueError) as exc:
         damaged(path, None, f"unreadable: {str(exc)[:80]}")
 
@@ -263,7 +261,7 @@ def verify(path: Path) -> None:
         damaged(
             path,
             manifest,
-            f"{size:,} bytes whose sha256 {actual[:12]} is not the {expected[:12]} {_shown(manifest)} recorded",
+            f"{size:,} bytes whose sha256 {actual[:12]} is not the {expected[:12]} {shown(manifest)} recorded",
         )
 
 
@@ -279,4 +277,4 @@ def damaged(path: Path, manifest: Path | None, why: str):
         done = f"set aside as {aside.name} and its stage marked out of date"
     except OSError as exc:
         done = f"could not set it aside ({exc.strerror}): delete it"
-    raise PipelineError(f"{_shown(path)} is damaged ({why}); {done}: rerun the same make command to rebuild it")
+    raise PipelineError(f"{shown(path)} is damaged ({why}); {done}: rerun the same make command to rebuild it")

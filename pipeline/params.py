@@ -15,8 +15,10 @@ from pathlib import Path
 from pipeline import config
 from pipeline.errors import PipelineError, cli
 from pipeline.files import write_json_if_changed
+from pipeline.modeling.models import MODELS, OPTIONS
 
-# key -> (type, lowest, highest, highest is inclusive). Every model section uses TRAIN_KEYS.
+# key -> (type, lowest, highest, highest is inclusive). Every model section uses TRAIN_KEYS, and its
+# factory's own options (pipeline/modeling/models.py's OPTIONS).
 DATA_KEYS = {"val_fraction": (float, 0.0, 1.0, False), "split_seed": (int, 0, 2**32 - 1, True)}
 TRAIN_COMMON_KEYS = {
     "seed": (int, 0, 2**32 - 1, True),
@@ -34,8 +36,6 @@ TRAIN_KEYS = {
     "precision": (str, None, None, True),
     "schedule": (str, None, None, True),
 }
-# Architecture options of one model (the factory's keyword arguments), on top of TRAIN_KEYS.
-MODEL_KEYS = {"cnn": {"width": (int, 1, 1024, True)}, "resnet": {"width": (int, 1, 1024, True)}}
 # "auto": the fastest on this machine, measured once and cached (pipeline/speed/tune.py).
 BACKENDS = ("auto", "jax", "tensorflow", "torch")
 # Keras dtype policies: mixed_* compute in 16 bits and keep float32 weights (the softmax stays float32).
@@ -104,12 +104,12 @@ def apply_overrides(params: dict, overrides: list[str]) -> dict:
 
 
 def section_keys(model: str) -> dict:
-    return TRAIN_KEYS | MODEL_KEYS.get(model, {})
+    return TRAIN_KEYS | OPTIONS.get(model, {})
 
 
 def architecture(p: dict) -> dict:
     """The factory options in one model's resolved params (build_model's **options)."""
-    return {k: p[k] for k in MODEL_KEYS.get(p["model"], {})}
+    return {k: p[k] for k in OPTIONS.get(p["model"], {})}
 
 
 def _locate(params: dict, key: str):
@@ -119,8 +119,6 @@ def _locate(params: dict, key: str):
     if len(parts) == 2 and parts[0] == "train" and parts[1] in TRAIN_COMMON_KEYS:
         return TRAIN_COMMON_KEYS, params.setdefault("train", {}), parts[1]
     if len(parts) == 3 and parts[0] == "train" and parts[2] in section_keys(parts[1]):
-        from pipeline.modeling.models import MODELS
-
         if parts[1] not in MODELS:
             raise PipelineError(f"parameter {key}: unknown model '{parts[1]}' (known: {', '.join(MODELS)})")
         return section_keys(parts[1]), params.setdefault("train", {}).setdefault(parts[1], {}), parts[2]
@@ -181,8 +179,6 @@ def preset(params: dict, name: str) -> dict:
 
 
 def _check_presets(params: dict) -> None:
-    from pipeline.modeling.models import MODELS
-
     for name, table in params.get("presets", {}).items():
         if set(table) != {"model", "overrides", "about"}:
             raise PipelineError(f"presets.{name} must have exactly: about, model, overrides")
@@ -198,8 +194,6 @@ def _check_presets(params: dict) -> None:
 
 def check(params: dict) -> dict:
     """Refuse unknown keys, wrong types and out-of-range values, naming the key."""
-    from pipeline.modeling.models import MODELS
-
     for section in params:
         if section not in (*SECTIONS, "train", "presets"):
             raise PipelineError(f"unknown parameter section '{section}' in params")
@@ -236,8 +230,6 @@ def _check_search(params: dict) -> None:
     """Each [search.<model>] key is one of train.<model>'s, searched over {low, high} (with `log` or
     `step`, as Optuna's suggest_int / suggest_float take them) or over {choices}, every value valid
     for that key."""
-    from pipeline.modeling.models import MODELS
-
     if params["search"]["fold"] > params["cv"]["folds"]:
         raise PipelineError(f"parameter search.fold = {params['search']['fold']}: cv.folds is {params['cv']['folds']}")
     for model, space in params["search"].items():
@@ -312,8 +304,6 @@ def for_search(params: dict, model: str) -> dict:
 
 def for_model(params: dict, model: str) -> dict:
     """What one model's training reads: the data split, the seed and its own section."""
-    from pipeline.modeling.models import MODELS
-
     train = params["train"]
     if model not in MODELS:
         raise PipelineError(f"unknown model '{model}' (known: {', '.join(MODELS)}, ensemble)")
@@ -356,27 +346,10 @@ def main(argv=None):
     ap.add_argument("--search", action="store_true", help="with --model: the params of its `make search` study")
     ap.add_argument("--predict", action="store_true", help="with --model: write its prediction params to --out")
     ap.add_argument("--out", type=Path, help="where to write them (only if changed)")
-    ap.add_argument("--get", metavar="SECTION.KEY", help="print one resolved value (for the Makefile)")
-    ap.add_argument(
-        "--preset",
-        nargs=2,
-        metavar=("NAME", "model|overrides"),
-        help="print a preset's model, or its overrides (for the Makefile)",
-    )
-    # With neither --model, --predict nor --get: only check params.toml and the overrides.
+    # With neither --model nor --predict: only check params.toml and the overrides.
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. train.conv_gru.epochs=3")
     args = ap.parse_args(argv)
     params = resolve(args.overrides)
-    if args.preset:
-        name, what = args.preset
-        value = preset(params, name)[what]
-        print(" ".join(value) if isinstance(value, list) else value)
-        return
-    if args.get:
-        section, _, key = args.get.partition(".")
-        value = params[section][key]
-        print(" ".join(value) if isinstance(value, list) else value)  # a list as Make words
-        return
     if not (args.model or args.predict):
         return  # only checking
     if not args.out:

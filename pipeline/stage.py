@@ -82,13 +82,6 @@ def _holder(fd: int) -> str:
         return "another run holds it"
 
 
-def _shown(path: Path) -> str:
-    """A path as Make would print it: relative to the current folder when inside it (not resolved:
-    .venv/bin/python is a link)."""
-    relative = os.path.relpath(os.path.abspath(path))
-    return str(path) if relative.startswith("..") else relative
-
-
 def lock(path: Path, exclusive: bool, wait: bool) -> tuple[int, bool]:
     """(file descriptor holding the lock, whether we had to wait for it)."""
     LOCKS.mkdir(parents=True, exist_ok=True)
@@ -102,9 +95,10 @@ def lock(path: Path, exclusive: bool, wait: bool) -> tuple[int, bool]:
         if not wait:
             os.close(fd)
             raise PipelineError(
-                f"{_shown(path)} is being written by another run: {holder}; not waiting (WAIT=0): rerun when it is done"
+                f"{files.shown(path)} is being written by another run: {holder}; not waiting (WAIT=0): "
+                "rerun when it is done"
             ) from None
-        print(f"waiting for {_shown(path)}: {holder}", flush=True)
+        print(f"waiting for {files.shown(path)}: {holder}", flush=True)
         fcntl.flock(fd, mode)
         waited = True
     # Who holds it, for the next run's waiting line (readers share a lock: the last one to come says).
@@ -166,8 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         with locked(target, deps, wait) as (fresh, waited):
             if fresh:  # Make saw it out of date; since then another run made it
                 print(
-                    f"{_shown(target)} is up to date: {'the run this one waited for' if waited else 'another run'} "
-                    "made it",
+                    f"{files.shown(target)} is up to date: "
+                    f"{'the run this one waited for' if waited else 'another run'} made it",
                     flush=True,
                 )
                 return
@@ -177,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                 # Only FORCE asked for it (the data stage when the data in place looked stale as
                 # Make parsed): the stage may find that another run has since made it current.
                 os.environ["PIPELINE_ONLY_FORCED"] = "1"
-            print(shlex.join([_shown(Path(sys.executable)), "-m", module, *args]), flush=True)
+            print(shlex.join([files.shown(Path(sys.executable)), "-m", module, *args]), flush=True)
             command, run_id = _make_process()
             os.environ.update(PIPELINE_COMMAND=command, PIPELINE_RUN_ID=run_id, PIPELINE_STAGE_STARTED=str(time.time()))
             sys.argv = [module, *args]

@@ -1,10 +1,24 @@
-"""How sure an accuracy is: its 95% interval, and whether two models differ beyond noise.
+"""How good a model's probabilities are, and how sure an accuracy is.
 
-Both come from scipy: the Wilson score interval of a binomial proportion, and McNemar's exact
-test, which is a two-sided binomial test on the rows where exactly one of two models is right.
+The log loss (sklearn's, on row-normalised probabilities) for every stage that reports one; the
+95% interval of an accuracy and whether two models differ beyond noise, both from scipy: the Wilson
+score interval of a binomial proportion, and McNemar's exact test, which is a two-sided binomial
+test on the rows where exactly one of two models is right.
 """
 
 import numpy as np
+
+
+def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean cross-entropy of (N, C) probabilities: the loss Keras reports. Rows are normalised first
+    (a float32 softmax sums to 1 only to ~1e-7, a blend's mix to its rounding); 0.0 for no rows."""
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    if not len(y_true):
+        return 0.0
+    proba = np.asarray(proba, dtype=np.float64)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    return float(sk_log_loss(y_true, proba, labels=np.arange(proba.shape[1])))
 
 
 def accuracy_ci(correct: np.ndarray, level: float = 0.95) -> tuple[float, float]:

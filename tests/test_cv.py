@@ -143,7 +143,7 @@ def test_a_killed_fold_resumes_to_the_same_weights(project, tmp_path):
 
 def test_resume_state_is_keyed_on_the_data_too(tmp_path, monkeypatch):
     from pipeline import provenance
-    from pipeline.modeling.train import work_dir_for
+    from pipeline.modeling.trainer import work_dir_for
 
     p = {"model": "mlp", "epochs": 2}
     monkeypatch.setattr(provenance, "data_sha256", lambda: "a" * 64)

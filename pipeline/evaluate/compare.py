@@ -14,11 +14,10 @@ import pandas as pd
 from pipeline import config
 from pipeline.errors import PipelineError, cli
 from pipeline.files import write_json, write_text
-from pipeline.modeling.blend import check_same_folds, load_cv_run, log_loss
-from pipeline.stats import accuracy_ci, mcnemar
+from pipeline.modeling.blend import check_same_folds, load_cv_run
+from pipeline.modeling.models import STUDY_ACCURACY
+from pipeline.stats import accuracy_ci, log_loss, mcnemar
 
-STUDY_ACCURACY = {"mlp": 0.9368, "lstm": 0.9839, "conv_gru": 0.9872}
-STUDY_MODELS = ("mlp", "lstm", "conv_gru")
 ALPHA = 0.05  # below this McNemar p-value, the best model is better beyond noise
 
 
@@ -134,7 +133,7 @@ def main(argv=None):
     ap.add_argument(
         "models",
         nargs="*",
-        default=list(STUDY_MODELS),
+        default=list(STUDY_ACCURACY),
         help="CV runs to compare (default: the study's three); any name with models/<m>/cv/",
     )
     args = ap.parse_args(argv)

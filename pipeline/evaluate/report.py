@@ -20,6 +20,7 @@ import numpy as np
 from pipeline import config
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, read_json, write_json, write_text
+from pipeline.stats import log_loss
 
 ERRORS_CAP = 48  # most misclassified digits shown in the gallery
 GALLERY_COLUMNS = 8
@@ -43,17 +44,6 @@ def accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
     from sklearn.metrics import accuracy_score
 
     return float(accuracy_score(y_true, predictions(proba)[0])) if len(y_true) else 0.0
-
-
-def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """Mean cross-entropy of the saved probabilities (the same loss Keras reports)."""
-    from sklearn.metrics import log_loss as sk_log_loss
-
-    if not len(y_true):
-        return 0.0
-    proba = np.asarray(proba, dtype=np.float64)
-    proba = proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only to ~1e-7
-    return float(sk_log_loss(y_true, proba, labels=np.arange(config.N_CLASSES)))
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = config.N_CLASSES) -> np.ndarray:

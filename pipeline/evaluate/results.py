@@ -12,13 +12,17 @@ with its start and finish and the machine (pipeline/provenance.py). From those:
   when those exist.
 
 The README's table (between its `results:` markers) is replaced by the first table of
-docs/results.md, so no figure in it is typed by hand (tests/test_results.py checks it).
+docs/results.md, so no figure in it is typed by hand (tests/test_results.py checks it). A command
+is written as a reader can type it in this checkout: an absolute path given to a variable
+(DATA=/.../digit-recognizer.zip) becomes relative to the checkout, so no path of the machine the
+run was made on reaches the docs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -33,6 +37,16 @@ README = config.ROOT / "README.md"
 START, END = "<!-- results: written by `make results` from docs/results.md -->", "<!-- end of results -->"
 # A run that began this soon after .venv was finished is a first run: its time includes building it.
 VENV_GAP_S = 300
+
+
+# NAME=/absolute/path in a recorded command line (quoted or not).
+ABSOLUTE_SETTING = re.compile(r"""(?<![^\s'"])([A-Z][A-Z0-9_]*=)(/[^\s'"]*)""")
+
+
+def portable(command: str, root: Path = config.ROOT) -> str:
+    """The command with every absolute path given to a variable made relative to the checkout `root`:
+    with the checkout at /srv/pipeline, `make submission DATA=/srv/digits.zip` reads `DATA=../digits.zip`."""
+    return ABSOLUTE_SETTING.sub(lambda m: m.group(1) + os.path.relpath(m.group(2), root), command)
 
 
 def _time(text: str | None) -> float | None:
@@ -118,7 +132,7 @@ def submissions_table(outs: list[Path]) -> tuple[str, list[dict]]:
         quoted, interval = figure(prov)
         rows.append(
             {
-                "command": span["command"],
+                "command": portable(span["command"]),
                 "submission": path.with_suffix(".csv").name,
                 "quotes": quoted,
                 "interval": interval,
@@ -159,7 +173,7 @@ def bench_run(path: Path) -> str:
         return ""
     bench = json.loads(path.read_text(encoding="utf-8"))
     machine = bench.get("machine", {})
-    command = bench.get("make_command") or "python -m " + " ".join(bench["command"])
+    command = portable(bench.get("make_command") or "python -m " + " ".join(bench["command"]))
     when = bench.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
     cpu = f", {machine['cpu']}" if machine.get("cpu") else ""
     return (

@@ -230,17 +230,24 @@ def _install_default_timeout() -> None:
         HTTPAdapter.send = send
 
 
-def _timeout() -> float:
-    raw = os.environ.get("KAGGLE_TIMEOUT", "").strip()
+def seconds_setting(name: str, default: float, maximum: float | None = None) -> float:
+    """A number of seconds from the environment variable `name` (KAGGLE_TIMEOUT, KERNEL_POLL, ...):
+    `default` when unset or empty; anything but a positive finite number (at most `maximum`) is refused."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_TIMEOUT_S
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise PipelineError(f"KAGGLE_TIMEOUT must be a positive number of seconds, not {raw!r}")
+    if not 0 < value < float("inf") or (maximum is not None and value > maximum):
+        bound = f" up to {maximum:g}" if maximum is not None else ""
+        raise PipelineError(f"{name} must be a positive number of seconds{bound}, not {raw!r}")
     return value
+
+
+def _timeout() -> float:
+    return seconds_setting("KAGGLE_TIMEOUT", DEFAULT_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- running a call

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.errors import PipelineError, cli
-from pipeline.files import replace_dir, write_json
+from pipeline.files import replace_dir, shown, write_json
 
 SLUG = "digit-recognizer-pipeline"
 TITLE = "Digit Recognizer Pipeline"  # slugifies to SLUG, as the client wants
@@ -90,14 +90,6 @@ def failed_dir() -> Path:
     return kernel_dir() / "failed"
 
 
-def _shown(path: Path) -> str:
-    """A path as the user would type it: relative to the current folder when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _duration(seconds: float) -> str:
     s = int(round(seconds))
     if s < 60:
@@ -105,20 +97,6 @@ def _duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def _seconds_setting(name: str, default: float, maximum: float | None = None) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf") or (maximum is not None and value > maximum):
-        bound = f" up to {maximum:g}" if maximum is not None else ""
-        raise PipelineError(f"{name} must be a positive number of seconds{bound}, not {raw!r}")
-    return value
 
 
 def _say(message: str) -> None:
@@ -378,8 +356,8 @@ def push(settings: dict, overrides: list[str] | None = None) -> dict:
     if not kaggle_client.credentials_available():
         raise PipelineError(kaggle_client.missing_credentials_message())
     shape = accelerator()
-    _seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)  # refuse bad settings before pushing
-    _seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
+    kaggle_client.seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)  # refuse bad settings before pushing
+    kaggle_client.seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
     if overrides is not None and shape.lower().startswith("nvidia"):
         _say(expected_time(settings, overrides, shape))
     user = kaggle_client.username()
@@ -390,7 +368,7 @@ def push(settings: dict, overrides: list[str] | None = None) -> dict:
     kernel = f"{user}/{SLUG}"
     size = (folder / SCRIPT).stat().st_size
     _say(
-        f"pushing {_shown(folder / SCRIPT)} ({size / 1024:.0f} KB: the pipeline's code, "
+        f"pushing {shown(folder / SCRIPT)} ({size / 1024:.0f} KB: the pipeline's code, "
         f"`make submission {' '.join(make_args(settings))}`) to {kernel}: private, "
         f"{'no accelerator' if shape == NO_ACCELERATOR else shape}, internet off, "
         f"competition {config.COMPETITION} attached"
@@ -418,11 +396,11 @@ def read_state() -> dict:
         return json.loads(state_path().read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PipelineError(
-            f"nothing to wait for: {_shown(state_path())} is missing (no notebook was pushed "
+            f"nothing to wait for: {shown(state_path())} is missing (no notebook was pushed "
             "from here): run `make kernel` first"
         ) from None
     except (OSError, ValueError) as exc:
-        raise PipelineError(f"{_shown(state_path())} is unreadable ({exc}): run `make kernel` again") from None
+        raise PipelineError(f"{shown(state_path())} is unreadable ({exc}): run `make kernel` again") from None
 
 
 def versioned_id(state: dict) -> str:
@@ -506,7 +484,7 @@ def fetch(state: dict) -> Path:
     target = output_dir()
     staging, log = _fetch(state, target)
     try:
-        shown_log = _shown(target / log.name) if log else "none"
+        shown_log = shown(target / log.name) if log else "none"
         archive = staging / ARCHIVE
         if archive.is_file():
             _unpack(archive, staging)
@@ -537,11 +515,11 @@ def fetch(state: dict) -> Path:
         pass
     settings = state.get("settings") or {}
     _say(
-        f"fetched the output into {_shown(target)}: submissions/{path.name} ({rows:,} rows{accuracy}), "
+        f"fetched the output into {shown(target)}: submissions/{path.name} ({rows:,} rows{accuracy}), "
         f"the notebook's log (notebook.log), its models and data"
     )
     report_args = " ".join(f"'{a}'" if " " in a else a for a in make_args(settings))
-    _say(f"upload it: make submit KERNEL=1; its report: make report OUT={_shown(target)} {report_args}")
+    _say(f"upload it: make submit KERNEL=1; its report: make report OUT={shown(target)} {report_args}")
     _say(f"the notebook ran on {ran_on(target)} (asked for {state.get('accelerator', DEFAULT_ACCELERATOR)})")
     return path
 
@@ -572,7 +550,7 @@ def fail(state: dict, status: str, failure: str | None, elapsed: float) -> None:
         tail = log_tail(log_text(log))
     ended = "was cancelled" if status.startswith("CANCEL") else "ended in ERROR"
     why = f": {kaggle_client.scrub(failure)}" if failure else ""
-    where = f" (whole log: {_shown(log)})" if log else ""
+    where = f" (whole log: {shown(log)})" if log else ""
     raise PipelineError(
         f"{describe(state)} {ended} after {_duration(elapsed)}{why}; {tail}{where}; fix it and rerun `make kernel`"
     )
@@ -582,8 +560,8 @@ def wait(state: dict) -> Path:
     """Poll the session until it ends (one line per poll); fetch its output; return the submission."""
     from pipeline.kaggle import client as kaggle_client
 
-    poll = _seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)
-    timeout = _seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
+    poll = kaggle_client.seconds_setting("KERNEL_POLL", DEFAULT_POLL_S, MAX_POLL_S)
+    timeout = kaggle_client.seconds_setting("KERNEL_TIMEOUT", DEFAULT_TIMEOUT_S)
     kernel = versioned_id(state)
     start = time.monotonic()
     pushed_at = float(state.get("pushed_at") or time.time())
@@ -632,15 +610,15 @@ def submit() -> int:
         settings["MODEL"]
     except FileNotFoundError:
         raise PipelineError(
-            f"no notebook output in {_shown(out)}: run `make kernel` (or `make kernel-wait`) first"
+            f"no notebook output in {shown(out)}: run `make kernel` (or `make kernel-wait`) first"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PipelineError(f"{_shown(out / RECORD)} is unreadable ({exc}): run `make kernel` again") from None
+        raise PipelineError(f"{shown(out / RECORD)} is unreadable ({exc}): run `make kernel` again") from None
     args = ["--model", settings["MODEL"]] + (["--cv"] if is_cv(settings) else [])
     env = {**os.environ, "PIPELINE_OUT": str(out.resolve())}
     env.pop("KAGGLE_KERNEL_RUN_TYPE", None)
     _say(
-        f"uploading {_shown(out / 'submissions' / submission_name(settings))}, the notebook's own "
+        f"uploading {shown(out / 'submissions' / submission_name(settings))}, the notebook's own "
         f"(`make submission {' '.join(make_args(settings))}`)"
     )
     return subprocess.call([sys.executable, "-m", "pipeline.kaggle.submit", *args], cwd=config.ROOT, env=env)

@@ -31,16 +31,8 @@ MAKE_ARGS = ["MODEL=conv_gru"]
 SUBMISSION = "submission.csv"
 BUNDLE_INFO = {}
 ACCELERATOR = "NvidiaTeslaT4"
-KEEP = [
-    "data/raw/source.json",
-    "data/processed/features.json",
-    "data/processed/train.npz",
-    "models",
-    "submissions",
-    "reports",
-    "logs",
-]
-OUTPUT_DIRS = ["data", "models", "submissions", "reports", "logs", "bench", "kernel", ".make"]
+KEEP = []  # what to pack, and the output folders: pipeline/kaggle/kernel.py's
+OUTPUT_DIRS = []
 ARCHIVE = "pipeline-output.tar.gz"
 RECORD = "pipeline-run.json"
 # end of settings

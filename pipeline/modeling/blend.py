@@ -19,9 +19,10 @@ import numpy as np
 from pipeline import config
 from pipeline.errors import PipelineError, cli
 from pipeline.files import load_npz, outputs, read_json, save_npz, write_json
+from pipeline.stats import log_loss
 
 NAME = "blend"
-EPS = 1e-15  # probabilities are clipped here before the log, as sklearn's log_loss does
+EPS = 1e-15  # the mix is clipped here before the log while its weights are fitted
 OOF_KEYS = ("index", "y_true", "proba", "fold", "test_proba")
 
 
@@ -34,14 +35,6 @@ def true_class_proba(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=np.int64)
     picked = proba[:, np.arange(len(y)), y] / proba.sum(axis=2)
     return picked.T
-
-
-def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    """Mean cross-entropy of (N, C) probabilities (rows normalised, clipped at EPS)."""
-    if not len(y):
-        return 0.0
-    p = true_class_proba(np.asarray(proba)[None], y)[:, 0]
-    return float(-np.mean(np.log(np.clip(p, EPS, 1.0))))
 
 
 def _softmax(theta: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from pipeline import config, provenance, stats
 from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
+from pipeline.modeling.trainer import fit, mean_history, member_params, work_dir_for
 
 
 def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -49,16 +50,10 @@ def fold_dir(model: str, k: int) -> Path:
     return config.cv_dir(model) / f"fold-{k}"
 
 
-def member_params(p: dict, index: int) -> dict:
-    """Ensemble member i of a fold: the member architecture with its own seed."""
-    return {**p["member"], "seed": p["member"]["seed"] + 1000 * index}
-
-
 def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     """Train fold model k (1-based) on the rows outside fold k; save it with the rows it used."""
     from pipeline import budget
     from pipeline.modeling import backend
-    from pipeline.modeling.train import fit, work_dir_for
     from pipeline.speed import tune
 
     out = fold_dir(model, k)
@@ -116,13 +111,6 @@ def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
     return metrics
 
 
-def mean_history(histories: list[list[dict]]) -> list[dict]:
-    import pandas as pd
-
-    frame = pd.concat([pd.DataFrame(h) for h in histories])
-    return frame.groupby("epoch", as_index=False).mean().to_dict("records")
-
-
 def fold_proba(model: str, k: int, x_held, x_test, tta: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """Fold model k's probabilities for its held-out rows and the test set (members averaged)."""
     import keras
@@ -158,8 +146,6 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
     """OOF and test predictions of folds 1..folds. With `finished_only` (a run stopped by its budget or
     by Ctrl-C), of the folds that finished: the OOF figure then covers their held-out rows only, the
     test prediction is their mean, and the metrics say which folds they were."""
-    from sklearn.metrics import log_loss
-
     from pipeline.modeling import backend
 
     p = read_json(config.cv_dir(model) / "params.json")
@@ -199,7 +185,7 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
         "tta": tta,
         "oof_accuracy": float(correct.mean()),
         "oof_ci95": list(stats.accuracy_ci(correct)),
-        "oof_log_loss": float(log_loss(y, oof, labels=np.arange(config.N_CLASSES))),
+        "oof_log_loss": stats.log_loss(y[scored], oof[scored]),
         "fold_accuracy": [float((oof.argmax(axis=1) == y)[ids == k - 1].mean()) for k in done],
         "folds_trained": done,
         "n_rows": int(scored.sum()),

@@ -18,19 +18,13 @@ import numpy as np
 from pipeline import config, provenance
 from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
+from pipeline.modeling.trainer import accuracy_note, mean_history, member_params, quoted_split_accuracy, train_model
 
 ENSEMBLE_DIR = config.model_dir("ensemble")
 
 
 def member_dir(index: int) -> Path:
     return ENSEMBLE_DIR / f"member-{index}"
-
-
-def member_params(ensemble_params: dict, index: int) -> dict:
-    """Member i: the member architecture's params with its own seed."""
-    p = dict(ensemble_params["member"])
-    p["seed"] = p["seed"] + 1000 * index
-    return p
 
 
 def average_model(members: list):
@@ -46,18 +40,10 @@ def average_model(members: list):
     return keras.Model(inputs, averaged, name="ensemble")
 
 
-def mean_history(histories: list[list[dict]]) -> list[dict]:
-    import pandas as pd
-
-    frame = pd.concat([pd.DataFrame(h) for h in histories])
-    return frame.groupby("epoch", as_index=False).mean().to_dict("records")
-
-
 def assemble(n_members: int) -> dict:
     import keras
 
     from pipeline.modeling.predict import load_model
-    from pipeline.modeling.train import quoted_split_accuracy
 
     p = read_json(ENSEMBLE_DIR / "params.json")
     full_data = p["member"]["full_data"]
@@ -117,7 +103,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from pipeline.modeling import backend
-    from pipeline.modeling.train import accuracy_note, train_model
 
     if args.command == "member":
         p = member_params(read_json(ENSEMBLE_DIR / "params.json"), args.index)

@@ -1,7 +1,10 @@
 """Model factories (Keras 3 functional API, backend-agnostic). Input: (batch, 28, 28) rows in [0, 1].
 
-Keras is imported when a factory is called, not when this module is imported, so the
-registry below can be read (for parameter checking) without loading a framework.
+The registry of models: a model is its factory here (in MODELS) and its [train.<name>] section of
+params.toml, nothing else. Every list of model names (Make's rules, `make bench`, `make search`, the
+parameter checks, the FLOP counts) is read from MODELS. Keras is imported when a factory is called,
+not when this module is imported, so the registry can be read without a framework (Make reads it
+while it parses, through pipeline/makevars.py, before .venv exists).
 """
 
 from pipeline.config import IMAGE_SIDE, N_CLASSES
@@ -119,6 +122,19 @@ MODELS = {"conv_gru": conv_gru, "lstm": lstm, "mlp": mlp, "cnn": cnn, "resnet": 
 # and the one timed first: TensorFlow's oneDNN convolutions beat XLA's ~3x on the CNN (Zen 3 and Zen 5);
 # the recurrent and dense models run faster under JAX, the default.
 CPU_HINTS = {"cnn": "tensorflow", "resnet": "tensorflow"}
+
+# A factory's own options (its keyword arguments besides the seed), which params.toml's
+# [train.<name>] section sets beside the training keys: key -> (type, lowest, highest, highest is inclusive).
+OPTIONS = {"cnn": {"width": (int, 1, 1024, True)}, "resnet": {"width": (int, 1, 1024, True)}}
+
+# Models whose one CV fold keeps every core of a CPU busy, so `make cv` trains their folds (and an
+# ensemble's) one at a time, the others one per core (mk/cv.mk: the CNN's TensorFlow convolutions fill
+# both cores here, two folds side by side take 41 s an epoch each against ~20 s alone).
+ONE_FOLD_AT_A_TIME = ("cnn", "resnet")
+
+# The study this project reproduces ("Deep learning techniques on MNIST dataset"): its figure for
+# each of its models, on its own single split.
+STUDY_ACCURACY = {"mlp": 0.9368, "lstm": 0.9839, "conv_gru": 0.9872}
 
 
 def build_model(name: str, augment: bool = False, seed: int | None = None, elastic: float = 0.0, **options):

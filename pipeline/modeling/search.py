@@ -9,7 +9,7 @@ Trial 0 is the settings params.toml holds, so every study measures the others ag
   the number of trials: a rerun with more TRIALS= continues it, a changed space, fold, data or base
   setting starts another study in the same file.
 - A trial whose process was killed is marked failed once its heartbeat stops (Optuna's RDBStorage)
-  and retried once with the same settings, resuming from its last finished epoch (train.fit's checkpoints).
+  and retried once with the same settings, resuming from its last finished epoch (trainer.fit's checkpoints).
 - Pruning: Optuna's MedianPruner at each tenth of a trial's schedule from 30% on, once three trials have
   finished. Trials of different lengths are compared at the same share of their schedules: a longer
   cosine schedule is behind a shorter one at any given epoch, and would be pruned for being long.
@@ -78,7 +78,7 @@ def objective(sp: dict, x, y, train_rows, held_rows, out: Path, verbose=2):
     import optuna
 
     from pipeline.modeling.predict import predict_proba
-    from pipeline.modeling.train import fit
+    from pipeline.modeling.trainer import fit
 
     def run_trial(trial) -> float:
         import keras

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -27,12 +28,12 @@ from pathlib import Path
 
 from pipeline import config, provenance, stage
 from pipeline.errors import PipelineError, cli
-from pipeline.files import read_json, write_json, write_text
+from pipeline.files import read_json, shown, write_json, write_text
+from pipeline.modeling.models import MODELS
 
 BASELINE_SCRIPT = Path(__file__).resolve().parent / "baseline_notebook.py"
 BASELINE_EPOCHS = 10
 BASELINE_NAME = "baseline (Keras notebook, TF, batch 32)"
-DEFAULT_MODELS = ("conv_gru", "mlp", "lstm", "cnn")
 TARGET = 0.987  # the study's best figure (98.72%), rounded down
 
 
@@ -95,14 +96,9 @@ def seconds_to_target(elapsed: list[float], accuracies: list[float], target: flo
     return next((t for t, acc in zip(elapsed, accuracies) if acc >= target), None)
 
 
-def median(values: list[float]) -> float:
-    s = sorted(values)
-    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
-
-
 def steady_pace(epoch_seconds: list[float]) -> float:
     """Median seconds per epoch after the first (which includes compilation)."""
-    return median(epoch_seconds[1:] or epoch_seconds)
+    return statistics.median(epoch_seconds[1:] or epoch_seconds)
 
 
 def run_baseline(run_dir: Path, epochs: int, target: float) -> dict:
@@ -153,7 +149,7 @@ def run_baseline(run_dir: Path, epochs: int, target: float) -> dict:
         "predict_seconds": round(timings["predict_seconds"], 2),
         "val_accuracy_per_epoch": [e["val_accuracy"] for e in timings["epochs"]],
         "epoch_elapsed_seconds": [round(t, 2) for t in elapsed],
-        "run_dir": _shown(run_dir),
+        "run_dir": shown(run_dir, config.OUT),
     }
 
 
@@ -194,7 +190,7 @@ def run_pipeline(model: str, backend: str, run_dir: Path, overrides: list[str], 
         "learning_rate": p["learning_rate"],
         "val_accuracy_per_epoch": [h["val_accuracy"] for h in m["history"]],
         "epoch_elapsed_seconds": [round(t, 2) for t in cumulative],
-        "run_dir": _shown(run_dir),
+        "run_dir": shown(run_dir, config.OUT),
     }
 
 
@@ -216,13 +212,6 @@ def _round(value, digits=2):
     return None if value is None else round(value, digits)
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(config.OUT))
-    except ValueError:
-        return str(path)
-
-
 def add_ratios(rows: list[dict]) -> None:
     """Every run's fit seconds and seconds to target, each as a multiple of the baseline's full fit."""
     base = rows[0]["fit_seconds"]
@@ -233,6 +222,8 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 def markdown(rows: list[dict], target: float) -> str:
+    from tabulate import tabulate
+
     head = [
         "run",
         "backend",
@@ -266,12 +257,9 @@ def markdown(rows: list[dict], target: float) -> str:
                 "-" if r["host_steal"] is None else f"{r['host_steal']:.0%}",
             ]
         )
-    right = set(range(2, len(head)))
-    lines = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---:" if i in right else ":---" for i in range(len(head))) + "|",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
+    # Cells are preformatted text: no re-parsing as numbers (it would print 2.50 s/epoch as 2.5).
+    align = ("left", "left") + ("right",) * (len(head) - 2)
+    lines = [tabulate(body, head, tablefmt="pipe", colalign=align, disable_numparse=True)]
     notes = [
         "",
         f"Ratios are against the baseline's whole fit ({rows[0]['fit_seconds']:.1f} s, "
@@ -339,7 +327,7 @@ def versions() -> dict:
 @cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated models to time")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated models to time (default: all)")
     ap.add_argument(
         "--backends",
         default="",
@@ -358,7 +346,7 @@ def main(argv=None):
         raise PipelineError("no models to benchmark (BENCH_MODELS is empty)")
     for m in models:
         if m in ("ensemble", "blend"):
-            raise PipelineError(f"make bench times single models, not {m} (BENCH_MODELS: conv_gru, lstm, mlp, cnn)")
+            raise PipelineError(f"make bench times single models, not {m} (BENCH_MODELS: {', '.join(MODELS)})")
     backends = [b for b in args.backends.replace(",", " ").split() if b]
     for b in backends:
         if b not in params_mod.BACKENDS:

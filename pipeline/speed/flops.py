@@ -4,7 +4,8 @@ XLA's cost analysis of the compiled step (forward, backward and the Adam update)
 its params.toml settings, recurrent layers unrolled (XLA counts a loop's body once), without the
 augmentation layer (a warp of 28x28 pixels: ~10 kFLOP an
 image, nothing next to the layers). It needs the JAX backend, so `python -m pipeline.speed.flops`
-runs in a process of its own and prints JSON; `per_image()` runs it and caches the answer.
+runs in a process of its own and prints JSON; `per_image()` runs it the first time a model (its
+options, its code) is asked for, and caches the answer in the checkout's .make/flops.json.
 
 The peak a run's rate is a share of is the machine's at hand (`peak()`), from its flags, cores and clock.
 """
@@ -12,15 +13,16 @@ The peak a run's rate is a share of is the machine's at hand (`peak()`), from it
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import subprocess
 import sys
 from functools import cache
-from pathlib import Path
 
 from pipeline import config
+from pipeline.files import write_json
 
 BATCH = 128
 FMA_UNITS = 2  # vector FMA pipes per core: 2 on AMD's Zen 2-5 and Intel's big cores since Haswell
@@ -114,23 +116,50 @@ def step_flops(model_name: str, options: dict, batch: int = BATCH) -> float:
     return float(cost["flops"])
 
 
-# XLA's counts for the architectures params.toml and its presets use, written by
-# `python -m pipeline.speed.flops --table` (tests/test_speed.py checks them against XLA's count now).
-TABLE = Path(__file__).with_name("flops.json")
-
-
 def key(model_name: str, options: dict) -> str:
     return f"{model_name} {json.dumps(options, sort_keys=True)}"
 
 
+def code_hash() -> str:
+    """The code that builds a model and counts it: a model edited since a count is counted again."""
+    from pipeline import codedeps
+
+    files = {*codedeps.closure(config.ROOT)["pipeline.modeling.models"], "pipeline/speed/flops.py"}
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + (config.ROOT / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# XLA's counts so far: made on demand, never committed. In the checkout, not the output root: a
+# count is the code's, whatever OUT= the runs write to (and every test of this checkout shares it).
+CACHE = config.ROOT / ".make" / "flops.json"
+
+
+def _cached() -> dict:
+    try:
+        return json.loads(CACHE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 @cache
 def per_image(model_name: str, options_json: str = "{}") -> float:
-    """Training FLOPs per image of a model (`options_json`: its architecture options as JSON): from
-    the table when it has them, else counted now (a JAX process of its own, seconds)."""
-    known = json.loads(TABLE.read_text()) if TABLE.is_file() else {}
-    if key(model_name, json.loads(options_json)) in known:
-        return known[key(model_name, json.loads(options_json))]
-    return count(model_name, options_json)
+    """Training FLOPs per image of a model (`options_json`: its architecture options as JSON): XLA's
+    count, made the first time a model, its options and its code are asked for (a JAX process of
+    its own, seconds) and cached (CACHE)."""
+    code = code_hash()
+    entry = f"{key(model_name, json.loads(options_json))} @{code}"
+    known = _cached()
+    if entry not in known:
+        value = count(model_name, options_json)
+        # Counts of older code are dropped; others' counts written meanwhile are kept.
+        known = {k: v for k, v in _cached().items() if k.endswith(f" @{code}")} | {entry: value}
+        try:
+            write_json(CACHE, known)
+        except OSError:
+            pass  # a read-only checkout: counted again next time
+    return known[entry]
 
 
 def count(model_name: str, options_json: str = "{}") -> float:
@@ -148,31 +177,7 @@ def count(model_name: str, options_json: str = "{}") -> float:
     return json.loads(proc.stdout)["per_image"]
 
 
-def architectures() -> set[tuple[str, str]]:
-    """(model, options JSON) of every model params.toml and its presets train."""
-    from pipeline import params as params_mod
-    from pipeline.modeling.models import MODELS
-
-    base = params_mod.load()
-    settings = [[]] + [p["overrides"] for p in base.get("presets", {}).values()]
-    found = set()
-    for overrides in settings:
-        resolved = params_mod.resolve(overrides)
-        for name in MODELS:
-            found.add((name, json.dumps(params_mod.architecture(params_mod.for_model(resolved, name)), sort_keys=True)))
-    return found
-
-
-def write_table() -> dict:
-    table = {key(m, json.loads(o)): count(m, o) for m, o in sorted(architectures())}
-    TABLE.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
-    return table
-
-
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--table"]:
-        print(json.dumps(write_table(), indent=2))
-        raise SystemExit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("options", nargs="?", default="{}", help="architecture options as JSON, e.g. '{\"width\": 32}'")

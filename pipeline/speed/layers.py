@@ -110,7 +110,7 @@ def profile(p: dict, repeats: int) -> dict:
     import keras
 
     from pipeline.modeling.models import build_model
-    from pipeline.modeling.train import compile_model
+    from pipeline.modeling.trainer import compile_model
 
     precision = p.get("precision", "float32")
     keras.mixed_precision.set_global_policy(precision)

@@ -321,7 +321,7 @@ def _probe_here(spec: dict) -> dict:
     import keras
 
     from pipeline.modeling.models import build_model
-    from pipeline.modeling.train import compile_model
+    from pipeline.modeling.trainer import compile_model
 
     keras.mixed_precision.set_global_policy(p["precision"])
     bs = p["batch_size"]
