@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from pipeline.modeling.models import MODELS
 from tests.helpers import copy_project, make, run, venv_dir
 
 TOY_FACTORY = '''
@@ -34,6 +35,7 @@ elastic = 0.0
 backend = "jax"
 backend_gpu = "jax"
 precision = "float32"
+schedule = "cosine"
 """
 
 
@@ -51,7 +53,7 @@ def test_every_list_of_models_reads_the_registry(toy_project):
     plan = make(toy_project, "-n", "search", "MODEL=toy")  # a rule for it, though params.toml gives it no space
     assert "-m pipeline.modeling.search --model toy" in plan
     plan = make(toy_project, "-n", "bench", "EPOCHS=1")
-    assert "--models conv_gru,lstm,mlp,cnn,toy" in plan
+    assert f"--models {','.join([*MODELS, 'toy'])}" in plan
     plan = make(toy_project, "-n", "train", "MODEL=toy", "PARAMS=train.toy.learning_rate=0.01")
     assert "--model toy --out models/toy/params.json train.toy.learning_rate=0.01" in " ".join(plan.split())
     refused = run(["make", f"VENV={venv_dir()}", "train", "MODEL=toy", "EPOCHS=0"], cwd=toy_project)

@@ -113,6 +113,8 @@ def test_keras_backend_in_the_environment_wins(cnn, cache, monkeypatch):
 
 def test_without_measuring_auto_takes_float32_on_the_models_hinted_backend(cnn, monkeypatch):
     monkeypatch.setenv("PIPELINE_TUNE", "off")
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)  # another test file's backend.init() sets it
+    monkeypatch.setattr(tune, "installed_backends", lambda: ["tensorflow", "jax"])
     said = []
     p = tune.resolve(cnn, say=said.append)
     assert (p["backend"], p["precision"]) == ("tensorflow", "float32") and "not measured" in said[0]

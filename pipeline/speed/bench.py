@@ -271,6 +271,7 @@ def markdown(rows: list[dict], target: float) -> str:
         "process s / peak MiB: whole child processes. Baseline: one process (read the CSVs, fit, predict the test "
         "rows, write the CSV). Pipeline: `pipeline.params` + `pipeline.modeling.train` (read the cached arrays of "
         "`make features`, fit, evaluate, save the model; no test prediction).",
+        f"Measured on {os.cpu_count()} cores of {provenance.cpu_model()}: these times hold for that CPU only.",
         f"cores used: the processes' CPU seconds over their wall seconds (this machine: {os.cpu_count()} cores). "
         "host steal: the share of the machine's CPU time that the hypervisor gave to other guests meanwhile "
         "(/proc/stat): a high share means the run waited for the host.",

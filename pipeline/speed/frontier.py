@@ -62,6 +62,8 @@ def row(name: str, metrics: dict, runs: dict) -> dict:
         "gflops": round(achieved, 1) if achieved else None,
         "precision": precision,
         "share_of_peak": round(achieved / peak, 3) if achieved and peak else None,
+        # The CPU its folds trained on: a time holds for that CPU only.
+        "cpu": ((metrics.get("provenance") or {}).get("run") or {}).get("cpu"),
     }
 
 
@@ -78,11 +80,13 @@ def markdown(rows: list[dict]) -> str:
                 "training TFLOP": r["training_tflop"],
                 "achieved GFLOP/s": r["gflops"],
                 "share of peak": f"{r['share_of_peak']:.0%}" if r["share_of_peak"] else "-",
+                "CPU": r.get("cpu") or "?",
             }
             for r in rows
         ]
     )
-    return table.to_markdown(index=False, disable_numparse=True) + "\n"
+    peak = flops.peak()["how"]
+    return table.to_markdown(index=False, disable_numparse=True) + f"\nShare of peak: of this CPU's ({peak}).\n"
 
 
 def plot(rows: list[dict], path) -> None:
