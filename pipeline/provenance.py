@@ -37,20 +37,25 @@ def git_commit() -> str | None:
 
 
 @cache
-def cpu_model() -> str:
-    """'AMD EPYC (AVX-512 with native bf16)': the brand alone names no generation (a Zen 3 and a Zen 5 are
-    both 'AMD EPYC' here), so the vector instructions that decide the speed come with it."""
-    brand, flags = None, None
+def proc_cpuinfo() -> tuple[str, list[str]]:
+    """(the first CPU's model name, its flags) from Linux's /proc/cpuinfo; ([], platform's name) elsewhere."""
+    brand, flags = None, []
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
             if line.startswith("model name") and brand is None:
                 brand = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and flags is None:
+            elif line.startswith("flags") and not flags:
                 flags = line.split(":", 1)[1].split()
     except OSError:
         pass
-    brand = brand or platform.processor() or platform.machine()
-    return f"{brand} ({vector_isa(flags)})" if flags is not None else brand
+    return brand or platform.processor() or platform.machine(), flags
+
+
+def cpu_model() -> str:
+    """'AMD EPYC (AVX-512 with native bf16)': the brand alone names no generation (a Zen 3 and a Zen 5 are
+    both 'AMD EPYC' here), so the vector instructions that decide the speed come with it."""
+    brand, flags = proc_cpuinfo()
+    return f"{brand} ({vector_isa(flags)})" if flags else brand
 
 
 def vector_isa(flags) -> str:

@@ -60,8 +60,13 @@ HOPELESS = 3.0
 @cache
 def cpu() -> dict:
     """The CPU: brand, the speed flags it has, its advertised clock (GHz, None where unknown)."""
-    import cpuinfo  # py-cpuinfo: ~1 s (it reads cpuid in a child process)
+    try:
+        import cpuinfo  # py-cpuinfo: ~1 s (it reads cpuid in a child process)
+    except ImportError:  # a notebook image without it: Linux's own listing, no clock
+        from pipeline.provenance import proc_cpuinfo
 
+        brand, flags = proc_cpuinfo()
+        return {"brand": brand, "flags": sorted(f for f in flags if f in SPEED_FLAGS), "ghz": None}
     info = cpuinfo.get_cpu_info()
     hz = info.get("hz_advertised") or info.get("hz_actual")
     return {
