@@ -1,0 +1,103 @@
+"""Each augmentation stays within its stated range (pipeline/modeling/augment.py, params.toml):
+rotations of up to 10 degrees (degrees, not radians), zooms of up to 10%, shifts of up to 10% of the
+side, and an elastic distortion of at most `elastic` pixels.
+
+Measured, not read from the code: the layer warps two ramps (each pixel's value its column, or its
+row), so every output pixel shows the point of the input it sampled (bilinear interpolation of a
+linear ramp is exact). A least-squares fit of those points gives each image's rotation, scale and
+shift; for the elastic field, the points minus the pixels are its displacements.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.config import IMAGE_SIDE
+from pipeline.modeling import backend
+
+backend.init()
+
+N = 256  # images per draw
+CENTRE = (IMAGE_SIDE - 1) / 2.0
+GRID = np.arange(IMAGE_SIDE, dtype=np.float32)
+COLUMNS = np.broadcast_to(GRID[None, :], (IMAGE_SIDE, IMAGE_SIDE))  # value = the pixel's column (x)
+ROWS = np.broadcast_to(GRID[:, None], (IMAGE_SIDE, IMAGE_SIDE))  # value = its row (y)
+# Output pixels whose sampled point lies inside the input under any allowed warp (within 8 pixels of
+# the centre: at most 8 / 0.9 + 2.8 * sqrt(2) = 12.9 pixels out, and the border is 13.5 away).
+INNER = (COLUMNS - CENTRE) ** 2 + (ROWS - CENTRE) ** 2 <= 8**2
+
+
+def sampled_points(layer_of_seed, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the input point each output pixel of N warped images sampled: the same draws (two
+    layers of one seed) warp the column ramp and the row ramp."""
+    xs = np.asarray(layer_of_seed(seed)(np.repeat(COLUMNS[None], N, axis=0), training=True))
+    ys = np.asarray(layer_of_seed(seed)(np.repeat(ROWS[None], N, axis=0), training=True))
+    return xs, ys
+
+
+def fitted_warps(xs: np.ndarray, ys: np.ndarray) -> dict:
+    """Per image, the affine map (output pixel -> sampled point) fitted on the INNER pixels: its
+    rotation in degrees, its zoom (the factor the image grows by) and its shift in pixels."""
+    design = np.stack([COLUMNS[INNER] - CENTRE, ROWS[INNER] - CENTRE, np.ones(INNER.sum())], axis=1)
+    angle, zoom, shift, residual = [], [], [], []
+    for sx, sy in zip(xs, ys, strict=True):
+        targets = np.stack([sx[INNER] - CENTRE, sy[INNER] - CENTRE], axis=1)
+        coef, *_ = np.linalg.lstsq(design, targets, rcond=None)
+        a = coef[:2].T  # sampled - centre = a @ (pixel - centre) + t
+        angle.append(math.degrees(math.atan2(a[1, 0], a[0, 0])))
+        zoom.append(1 / math.sqrt(np.linalg.det(a)))
+        shift.append(coef[2])
+        residual.append(np.abs(design @ coef - targets).max())
+    return {"angle": np.array(angle), "zoom": np.array(zoom), "shift": np.array(shift), "residual": max(residual)}
+
+
+def model_augmentation(**options):
+    """The augmentation layer as build_model puts it in front of a model (`make train`'s augment = true)."""
+    from pipeline.modeling.models import build_model
+
+    def of_seed(seed):
+        return build_model("mlp", augment=True, seed=seed, **options).get_layer("augment")
+
+    return of_seed
+
+
+def test_the_stated_ranges_are_the_layers_settings():
+    layer = model_augmentation()(0)
+    assert (layer.rotation, layer.zoom, layer.shift, layer.elastic) == (10.0, 0.1, 0.1, 0.0)
+
+
+def test_rotation_zoom_and_shift_stay_within_their_ranges_and_use_them():
+    warps = fitted_warps(*sampled_points(model_augmentation()))
+    assert warps["residual"] < 1e-3  # an affine map, as stated (no elastic field by default)
+    angle, zoom, shift = warps["angle"], warps["zoom"], warps["shift"]
+    # Degrees: 10 radians read as degrees would turn images by up to 573 degrees, 10 degrees read as
+    # radians by 0.17 degrees.
+    assert np.abs(angle).max() <= 10 + 1e-3 and np.abs(angle).max() > 9
+    assert np.all((0.9 - 1e-4 <= zoom) & (zoom <= 1.1 + 1e-4)) and zoom.min() < 0.91 and zoom.max() > 1.09
+    # The shift: each axis up to 10% of the 28-pixel side, measured from where the centre goes.
+    centre_moves = shift  # the sampled point of the centre pixel, minus the centre
+    assert np.abs(centre_moves).max() <= 2.8 + 1e-3 and np.abs(centre_moves).max() > 2.6
+    assert (centre_moves[:, 0] > 1).any() and (centre_moves[:, 0] < -1).any()  # both ways, both axes
+    assert (centre_moves[:, 1] > 1).any() and (centre_moves[:, 1] < -1).any()
+
+
+@pytest.mark.parametrize("alpha", [2.0, 20.0])  # 20: the largest docs/accuracy.md tried on the CNN
+def test_the_elastic_field_moves_each_pixel_at_most_alpha_pixels_in_proportion_to_alpha(alpha):
+    from pipeline.modeling.augment import RandomAffine
+
+    def alone(alpha):  # the elastic field only: no rotation, zoom or shift
+        return lambda seed: RandomAffine(rotation=0.0, zoom=0.0, shift=0.0, elastic=alpha, seed=seed)
+
+    xs, ys = sampled_points(alone(alpha))
+    dx, dy = xs - COLUMNS, ys - ROWS
+    # Where the point sampled falls outside the input the output is 0, not a coordinate: keep the pixels
+    # at least alpha + 1 from the border (all of them when the field is small).
+    margin = min(alpha + 1, 8)
+    inside = (np.minimum(COLUMNS, ROWS) >= margin) & (np.maximum(COLUMNS, ROWS) <= IMAGE_SIDE - 1 - margin)
+    moved = np.maximum(np.abs(dx), np.abs(dy))[:, inside]
+    assert moved.max() <= alpha + 1e-3
+    assert moved.mean() > 0.01 * alpha  # it moves them (sigma 4 smooths the field to ~4% of alpha)
+    # Twice the alpha, twice the displacement: alpha is in pixels, the field's scale.
+    dx2 = sampled_points(alone(2 * alpha))[0] - COLUMNS
+    np.testing.assert_allclose(dx2[:, inside], 2 * dx[:, inside], atol=1e-3 * alpha)
