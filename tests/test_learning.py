@@ -43,7 +43,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     """The committed sample through the data and features stages: (x, y, train rows, held-out rows)."""
-    from pipeline.modeling.train import split
+    from pipeline.modeling.trainer import split
 
     out = tmp_path_factory.mktemp("sample")
     for module in ("pipeline.dataset", "pipeline.features"):
@@ -58,7 +58,7 @@ def sample(tmp_path_factory):
 
 def train(sample, tmp_path, name, epochs, overrides, seed=0, labels=None):
     """`fit` at params.toml's settings for `name` but `epochs` and `overrides`: the model, trained."""
-    from pipeline.modeling.train import fit
+    from pipeline.modeling.trainer import fit
 
     x, y, rows, _ = sample
     p = params.for_model(params.resolve([f"train.{name}.epochs={epochs}", f"train.seed={seed}", *overrides]), name)

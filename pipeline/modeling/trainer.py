@@ -115,6 +115,9 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
     from pipeline.modeling import backend, distribute
     from pipeline.modeling.models import build_model
 
+    from pipeline.speed import tune
+
+    p = tune.resolve(p, say=print if verbose else lambda line: None)  # "auto": resolved once, here if not before
     work_dir.mkdir(parents=True, exist_ok=True)
     history, rng, checkpoint = _resume_point(work_dir)
     context, replicas = distribute.scope(distribute.wanted(p.get("distribute", "off")))
