@@ -114,7 +114,6 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
 
     from pipeline.modeling import backend, distribute
     from pipeline.modeling.models import build_model
-
     from pipeline.speed import tune
 
     p = tune.resolve(p, say=print if verbose else lambda line: None)  # "auto": resolved once, here if not before
