@@ -94,7 +94,8 @@ def step_flops(model_name: str, options: dict, batch: int = BATCH) -> float:
 
 
 # XLA's counts for the architectures params.toml and its presets use, written by
-# `python -m pipeline.speed.flops --table` (tests/test_speed.py checks them against XLA's count now).
+# `python -m pipeline.speed.flops --table` (tests/test_speed.py checks them against XLA's count now;
+# `--many '<JSON list of [model, options JSON]>'` counts several in one process).
 TABLE = Path(__file__).with_name("flops.json")
 
 
@@ -112,10 +113,11 @@ def per_image(model_name: str, options_json: str = "{}") -> float:
     return count(model_name, options_json)
 
 
-def count(model_name: str, options_json: str = "{}") -> float:
+def _run(*args: str) -> dict:
+    """`python -m pipeline.speed.flops ARGS` in a JAX process of its own; its JSON."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.speed.flops", model_name, options_json],
+        [sys.executable, "-m", "pipeline.speed.flops", *args],
         cwd=config.ROOT,
         env=env,
         capture_output=True,
@@ -123,8 +125,17 @@ def count(model_name: str, options_json: str = "{}") -> float:
         timeout=600,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"counting {model_name}'s FLOPs failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return json.loads(proc.stdout)["per_image"]
+        raise RuntimeError(f"counting FLOPs ({' '.join(args)}) failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)
+
+
+def count(model_name: str, options_json: str = "{}") -> float:
+    return _run(model_name, options_json)["per_image"]
+
+
+def count_many(found: set[tuple[str, str]]) -> dict[str, float]:
+    """{key: per-image count} of several (model, options JSON), all in one process (one start-up)."""
+    return _run("--many", json.dumps(sorted(found)))
 
 
 def architectures() -> set[tuple[str, str]]:
@@ -143,7 +154,7 @@ def architectures() -> set[tuple[str, str]]:
 
 
 def write_table() -> dict:
-    table = {key(m, json.loads(o)): count(m, o) for m, o in sorted(architectures())}
+    table = count_many(architectures())
     TABLE.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
     return table
 
@@ -151,6 +162,13 @@ def write_table() -> dict:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--table"]:
         print(json.dumps(write_table(), indent=2))
+        raise SystemExit(0)
+    if sys.argv[1:2] == ["--many"]:
+        from pipeline.modeling import backend
+
+        backend.init(0, "jax")
+        counts = {key(m, json.loads(o)): step_flops(m, json.loads(o)) / BATCH for m, o in json.loads(sys.argv[2])}
+        print(json.dumps(counts))
         raise SystemExit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
