@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import secrets
@@ -16,6 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so tests can `import fake_kaggle`
 
 from fake_kaggle import FakeKaggle  # noqa: E402
+
+from tests.helpers import copy_project, make  # noqa: E402  (first: it notes the environment before TensorFlow)
 
 # Environment the kaggle client or requests would read, cleared so the developer's own
 # credentials, proxies or notebook settings never leak into a test.
@@ -53,37 +56,58 @@ _MAKE_ENV = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT"
 
 
 _XLA_CACHE = pytest.StashKey[str]()
+_XLA_CACHE_OF_RUN = "PIPELINE_TESTS_XLA_CACHE"
 
 
 def pytest_configure(config):
     for name in _MAKE_ENV:
         os.environ.pop(name, None)
     # The suite's hundreds of processes compile the same few models on the same sample shapes: JAX's
-    # persistent cache compiles each once (a training stage on the sample: ~20 s -> ~12 s). One
-    # folder per pytest process (each xdist worker has its own); a size limit makes JAX lock each
-    # entry (filelock), so that a test's concurrent makes never read an entry half-written.
+    # persistent cache compiles each once per run (the seed model's training stage on the sample: 22 s of
+    # CPU with an empty cache, 7.5 s with its step compiled). One folder per run, made by the pytest
+    # process that starts it and shared by its xdist workers (they inherit its environment); a size
+    # limit makes JAX lock each entry (filelock), so that concurrent processes never read one half-written.
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_XLA_CACHE_OF_RUN):
+        return  # a worker: the run's folder, which its controller made and removes
     config.stash[_XLA_CACHE] = tempfile.mkdtemp(prefix="xla-cache-")
     # backend/precision "auto" without timing candidates (~1 min a model): float32 on the model's hinted
     # backend. tests/test_tune.py tests the measured choice with injected timings.
     os.environ["PIPELINE_TUNE"] = "off"
     os.environ |= {
+        _XLA_CACHE_OF_RUN: config.stash[_XLA_CACHE],
         "JAX_COMPILATION_CACHE_DIR": config.stash[_XLA_CACHE],
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30),
     }
 
 
-# The longest files first (by the durations `make test` prints): with a file per xdist worker, a long
-# file that starts last can leave the other core idle at the end.
+# The longest files first (by their time in one process here: state ~190 s, crash ~140 s, end to end ~120 s,
+# the notebook ~110 s, ...): with a file per xdist worker, a long file that starts last leaves the other core
+# idle at the end. The learning tests come early as the longest of the fast tier. (pytest-xdist would order
+# the files by their number of tests instead, the one-test crash file last: the Makefile runs it with
+# --no-loadscope-reorder.)
 _HEAVIEST_FIRST = (
-    "test_crash.py",
     "test_state.py",
+    "test_crash.py",
     "test_end_to_end.py",
-    "test_ensemble.py",
-    "test_cv.py",
-    "test_make_graph.py",
+    "test_learning.py",
     "test_kernel.py",
     "test_precision.py",
+    "test_ensemble.py",
+    "test_speed.py",
+    "test_search.py",
+    "test_cv.py",
+    "test_make_graph.py",
+    "test_bench.py",
+    "test_features_and_models.py",
+    "test_distribute.py",
+    "test_gpu_check.py",
+    "test_layers.py",
+    "test_kaggle.py",
+    "test_report.py",
+    "test_data_stage.py",
+    "test_params.py",
+    "test_augment.py",
 )
 
 
@@ -177,3 +201,50 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("measured")
         for line in _MEASURED:
             terminalreporter.write_line(line)
+
+
+# ---------------------------------------------------------------- projects trained once per run
+# Many files start from the same state: the sample through `make submit EPOCHS=1` (data, features, the
+# seed model, its submission), some from a cross-validated MLP beside it. Each such project is made once
+# per `make test` run, by whichever worker asks first, under a lock in the run's temporary folder
+# (which every pytest-xdist worker shares); every file then works in its own copy (times kept, so Make
+# sees it up to date). The make commands' outputs are kept with it for the tests that read them.
+SHARED = {
+    # name: (the project it starts from, the make commands that make it)
+    "submitted": (None, [["submit", "EPOCHS=1"]]),
+    "cv": ("submitted", [["submission", "CV=1", "MODEL=mlp", "EPOCHS=2", "FOLDS=3"]]),
+}
+
+
+class SharedProjects:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def made(self, name: str) -> tuple[Path, list[str]]:
+        """(the project `name`, the stdout of each make command that made it): built on first use."""
+        folder, log = self.root / f"shared-{name}", self.root / f"shared-{name}.out"
+        with open(self.root / f"shared-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait for the one that builds it
+            if not log.is_file():
+                base, commands = SHARED[name]
+                shutil.rmtree(folder, ignore_errors=True)
+                if base is None:
+                    copy_project(folder)
+                else:
+                    shutil.copytree(self.made(base)[0], folder, symlinks=True)
+                outputs = [make(folder, *args) for args in commands]
+                log.write_text("\0".join(outputs))
+        return folder, log.read_text().split("\0")
+
+    def copy(self, name: str, dest: Path) -> tuple[Path, list[str]]:
+        """A copy of the project `name` at dest (which must not exist), and the outputs that made it."""
+        folder, outputs = self.made(name)
+        shutil.copytree(folder, dest, symlinks=True)
+        return dest, outputs
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory) -> SharedProjects:
+    """Projects made once per run and shared by every file and worker: `shared.copy("submitted", dest)`."""
+    base = tmp_path_factory.getbasetemp()
+    return SharedProjects(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)

@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+# Importing TensorFlow in the test process sets TF_CPP_MIN_LOG_LEVEL=1 in its environment, which every
+# command a test runs would then inherit, overriding the pipeline's own quiet default: commands get the
+# value the suite started with (conftest.py imports this module before anything imports TensorFlow).
+_STARTED_WITH = {name: os.environ.get(name) for name in ("TF_CPP_MIN_LOG_LEVEL",)}
 PIXELS = [f"pixel{i}" for i in range(784)]
 TRAIN_HEADER = ["label", *PIXELS]
 
@@ -89,7 +93,8 @@ def venv_dir() -> Path:
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_") and k not in _STARTED_WITH}
+    full_env |= {k: v for k, v in _STARTED_WITH.items() if v is not None}
     # The checkout's code for commands run elsewhere (a project copy's own comes first: it is the cwd).
     full_env |= {"HOME": str(cwd / "home"), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)} | (env or {})
     return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

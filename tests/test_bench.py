@@ -15,8 +15,6 @@ import pytest
 
 from tests.helpers import REPO, copy_project, error_line, run, venv_dir
 
-pytestmark = pytest.mark.slow
-
 # Runs the script as __main__, then reports what a notebook could not have had: this project's
 # modules, or TensorFlow's op determinism (which would turn off Keras's XLA auto-compilation).
 RUN_AND_INSPECT = """
@@ -29,6 +27,7 @@ print(json.dumps({"pipeline_modules": sorted(m for m in sys.modules if m.split("
 """
 
 
+@pytest.mark.slow
 def test_baseline_is_a_standalone_notebook(tmp_path):
     script = REPO / "pipeline" / "speed" / "baseline_notebook.py"
     imported = {
@@ -77,6 +76,7 @@ def test_baseline_is_a_standalone_notebook(tmp_path):
     assert np.array_equal(np.sort(val_rows), split(y, 0.1, 42)[1])
 
 
+@pytest.mark.slow
 def test_make_bench_times_the_pipeline_against_the_baseline(tmp_path):
     root = copy_project(tmp_path)
     make = ["make", f"VENV={venv_dir()}", "bench"]

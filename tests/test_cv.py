@@ -14,21 +14,21 @@ import pytest
 
 from pipeline import csvcheck
 from pipeline.kaggle.submit import upload_message
-from tests.helpers import copy_project, make, run
-
-pytestmark = pytest.mark.slow
+from tests.helpers import make, run
 
 FOLDS = 3
-FAST = ["MODEL=mlp", "EPOCHS=2", f"FOLDS={FOLDS}"]
+FAST = ["MODEL=mlp", "EPOCHS=2", f"FOLDS={FOLDS}"]  # as conftest.py's shared "cv" project made it
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("cv"))
-    out = make(root, "submission", "CV=1", *FAST)
+def project(shared, tmp_path_factory):
+    """A copy of the project after `make submit EPOCHS=1` then `make submission CV=1 MODEL=mlp EPOCHS=2
+    FOLDS=3` (made once per run), and what the latter printed."""
+    root, (out,) = shared.copy("cv", tmp_path_factory.mktemp("cv") / "project")
     return root, out
 
 
+@pytest.mark.slow
 def test_folds_partition_the_labelled_rows_once_each_and_are_stratified(project):
     root, _ = project
     oof = np.load(root / "models/mlp/cv/oof.npz")
@@ -43,6 +43,7 @@ def test_folds_partition_the_labelled_rows_once_each_and_are_stratified(project)
         assert np.abs(share - overall).max() < 0.01  # every fold has the labels' proportions
 
 
+@pytest.mark.slow
 def test_no_fold_model_trained_on_its_held_out_rows(project):
     root, _ = project
     for k in range(1, FOLDS + 1):
@@ -53,6 +54,7 @@ def test_no_fold_model_trained_on_its_held_out_rows(project):
         assert metrics["train_rows"] == len(rows["train"])
 
 
+@pytest.mark.slow
 def test_folds_train_side_by_side_under_the_users_command(project):
     """The fold make runs a JAX model's folds two at a time on two cores, and each fold still records
     the command the user typed, not the fold make's."""
@@ -66,12 +68,14 @@ def test_folds_train_side_by_side_under_the_users_command(project):
     assert started < min(r["finished"] for r in runs), runs  # the two intervals overlap
 
 
+@pytest.mark.slow
 def test_an_up_to_date_cv_runs_no_stage(project):
     root, _ = project
     out = make(root, "cv", *FAST)
     assert "pipeline.modeling" not in out, out  # neither a fold nor the assembly
 
 
+@pytest.mark.slow
 def test_the_printed_oof_accuracy_is_the_saved_predictions_accuracy(project):
     root, out = project
     oof = np.load(root / "models/mlp/cv/oof.npz")
@@ -88,6 +92,7 @@ def test_the_printed_oof_accuracy_is_the_saved_predictions_accuracy(project):
         assert acc == pytest.approx(float((oof["proba"].argmax(1) == oof["y_true"])[oof["fold"] == k].mean()))
 
 
+@pytest.mark.slow
 def test_the_cv_submission_is_the_fold_mean_and_quotes_the_oof_figure(project):
     root, _ = project
     labels = csvcheck.read_submission(root / "submissions/submission-mlp-cv.csv", n_expected=1000)
@@ -100,6 +105,7 @@ def test_the_cv_submission_is_the_fold_mean_and_quotes_the_oof_figure(project):
     assert "submission-mlp-cv.csv; not uploaded" in out and "pipeline.modeling" not in out  # nothing retrained
 
 
+@pytest.mark.slow
 def test_tta_repredicts_without_retraining(project):
     root, _ = project
     out = make(root, "cv", *FAST, "PARAMS=predict.tta=mlp")
@@ -107,35 +113,35 @@ def test_tta_repredicts_without_retraining(project):
     assert json.loads((root / "models/mlp/cv/metrics.json").read_text())["tta"] is True
 
 
-def test_a_killed_fold_resumes_to_the_same_weights(project, tmp_path):
-    """Fold 1 of conv_gru killed after two epochs, then resumed, ends with the weights of an
-    uninterrupted fold 1 trained by another copy of the project."""
-    root, _ = project
-    args = ["MODEL=conv_gru", "EPOCHS=5", f"FOLDS={FOLDS}", "BATCH_SIZE=64"]
-    make(root, "models/conv_gru/cv/params.json", *args)
-    cmd = [sys.executable, "-m", "pipeline.modeling.cv", "fold", "--model", "conv_gru", "--fold", "1"]
+@pytest.mark.slow
+def test_a_killed_fold_resumes_to_the_same_weights(shared, tmp_path):
+    """Fold 1 killed after two epochs, then resumed, ends with the weights of an uninterrupted fold 1
+    trained by another copy of the project. The MLP with the augmentation on: its dropout and its warps
+    both draw from random generators, whose states the checkpoint must carry (and it compiles in seconds)."""
+    args = ["MODEL=mlp", "EPOCHS=8", f"FOLDS={FOLDS}", "BATCH_SIZE=64", "PARAMS=train.mlp.augment=true"]
+    copies = [shared.copy("submitted", tmp_path / name)[0] for name in ("killed", "other")]  # features made
+    for root in copies:
+        make(root, "models/mlp/cv/params.json", *args)
+    root, other = copies
+    cmd = [sys.executable, "-m", "pipeline.modeling.cv", "fold", "--model", "mlp", "--fold", "1"]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, state = time.time() + 300, None
     while time.time() < deadline and state is None:
-        found = list((root / "models/conv_gru/cv/fold-1").glob(".work-*/state.json"))
+        found = list((root / "models/mlp/cv/fold-1").glob(".work-*/state.json"))
         if found and len(json.loads(found[0].read_text())["history"]) >= 2:
             state = found[0]
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    assert state is not None and not (root / "models/conv_gru/cv/fold-1/metrics.json").exists()
+    assert state is not None and not (root / "models/mlp/cv/fold-1/metrics.json").exists()
     resumed = run(cmd, cwd=root)
-    assert resumed.returncode == 0 and "resuming conv_gru after epoch" in resumed.stdout, resumed.stderr
-
-    other = copy_project(tmp_path / "other")
-    make(other, "features")
-    make(other, "models/conv_gru/cv/params.json", *args)
+    assert resumed.returncode == 0 and "resuming mlp after epoch" in resumed.stdout, resumed.stderr
     assert run(cmd, cwd=other).returncode == 0
 
     def weights(project_root):
         from pipeline.modeling.predict import load_model
 
-        return load_model(project_root / "models/conv_gru/cv/fold-1/model.keras").get_weights()
+        return load_model(project_root / "models/mlp/cv/fold-1/model.keras").get_weights()
 
     for a, b in zip(weights(root), weights(other), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -1,7 +1,6 @@
 """Make's graph tells the truth: what a rule runs is what it depends on, a failed request leaves
 no trace, nothing reruns without a cause, and `make clean` removes only what was generated."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -10,9 +9,7 @@ import time
 import pytest
 
 from pipeline import codedeps
-from tests.helpers import REPO, copy_project, run_make
-
-pytestmark = pytest.mark.slow
+from tests.helpers import REPO, run_make
 
 STAGES = ("pipeline.dataset", "pipeline.features", "pipeline.modeling.train", "pipeline.modeling.predict")
 
@@ -39,12 +36,12 @@ def outputs(root):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("graph"))
-    make(root, "submission", "EPOCHS=1")
-    return root
+def project(shared, tmp_path_factory):
+    """A copy of the project after `make submit EPOCHS=1` (made once per run: conftest.py's `shared`)."""
+    return shared.copy("submitted", tmp_path_factory.mktemp("graph") / "project")[0]
 
 
+@pytest.mark.slow
 def test_a_mistyped_data_leaves_the_good_data_usable(project, tmp_path):
     before = outputs(project)
     bad = make(project, "data", f"DATA={tmp_path}/nope.zip", ok=False)
@@ -55,12 +52,14 @@ def test_a_mistyped_data_leaves_the_good_data_usable(project, tmp_path):
     assert outputs(project) == before
 
 
+@pytest.mark.slow
 def test_a_second_make_submission_rewrites_nothing(project):
     before = outputs(project)
     out = make(project, "submission", "EPOCHS=1").stdout
     assert stages_run(out) == [] and outputs(project) == before
 
 
+@pytest.mark.slow
 def test_editing_predict_remakes_the_submission_and_nothing_before_it(project):
     time.sleep(0.01)
     os.utime(project / "pipeline/modeling/predict.py")
@@ -77,6 +76,7 @@ def test_editing_predict_remakes_the_submission_and_nothing_before_it(project):
         ("pipeline/csvcheck.py", "pipeline.dataset"),
     ],
 )
+@pytest.mark.slow
 def test_every_module_a_stage_imports_is_a_prerequisite(project, module, stage):
     time.sleep(0.05)  # strictly newer than the previous test's `make -t` touch (Make takes equal times as up to date)
     os.utime(project / module)
@@ -99,21 +99,7 @@ def test_code_dependencies_are_read_from_the_imports():
     assert "pipeline/modeling/train.py" not in deps["pipeline.features"]
 
 
-def test_demo_data_switches_to_kaggle_once_credentials_appear(tmp_path, fake_kaggle, kaggle_env):
-    from pipeline import config
-
-    root = copy_project(tmp_path / "project")
-    no_credentials = {k: v for k, v in kaggle_env.items() if k not in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
-    out = make(root, "submit", "EPOCHS=1", env=no_credentials | {"KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}).stdout
-    line = next(ln for ln in out.splitlines() if "not uploaded" in ln)
-    assert "committed demo sample" in line and "configure Kaggle credentials" in line
-    fake_kaggle.zip_bytes = config.SAMPLE_ZIP.read_bytes()
-    out = make(root, "submit", "EPOCHS=1", env=kaggle_env).stdout
-    assert stages_run(out) == list(STAGES), out  # the competition's files, retrained, uploaded
-    assert json.loads((root / "data/raw/source.json").read_text())["origin"] == "kaggle-api"
-    assert "uploaded submission.csv" in out
-
-
+@pytest.mark.slow
 def test_make_clean_leaves_git_status_clean(tmp_path):
     """Generated files are never tracked, so removing them cannot dirty the checkout."""
     root = tmp_path / "clone"
@@ -138,6 +124,7 @@ def test_make_clean_leaves_git_status_clean(tmp_path):
     assert not (root / "data/raw").exists()
 
 
+@pytest.mark.slow
 def test_a_jax_run_prints_only_the_pipelines_lines(project):
     (project / "models/conv_gru/metrics.json").unlink()
     proc = make(project, "train", "EPOCHS=1")
@@ -147,6 +134,7 @@ def test_a_jax_run_prints_only_the_pipelines_lines(project):
     assert "epoch  1/1" in proc.stdout and "backend jax" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_tensorflow_run_prints_only_the_pipelines_lines(project):
     """Under TensorFlow with op determinism each epoch used to add an E0000 node_def_util line."""
     proc = make(project, "train", "MODEL=mlp", "EPOCHS=2", env={"KERAS_BACKEND": "tensorflow"})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline import csvcheck
-from tests.helpers import copy_project, make, run_module
+from tests.helpers import run_module
 
 pytestmark = pytest.mark.slow
 
@@ -19,10 +19,9 @@ EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("precision"))
-    make(root, "features")
-    return root
+def project(shared, tmp_path_factory):
+    """A copy of the project with its features made (after `make submit EPOCHS=1`, once per run: conftest.py)."""
+    return shared.copy("submitted", tmp_path_factory.mktemp("precision") / "project")[0]
 
 
 def prepare(root, name: str, precision: str) -> None:

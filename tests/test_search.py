@@ -16,7 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.modeling.cv import fold_ids
 from pipeline.modeling.search import progress_step
 from pipeline.stats import mcnemar
-from tests.helpers import REPO, copy_project, make
+from tests.helpers import REPO, make
 
 SPACE = """
 [search.mlp]
@@ -27,8 +27,8 @@ FAST = ["MODEL=mlp", "EPOCHS=2", "FOLDS=3"]
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("search"))
+def project(shared, tmp_path_factory):
+    root, _ = shared.copy("submitted", tmp_path_factory.mktemp("search") / "project")  # its features made
     with open(root / "params.toml", "a", encoding="utf-8") as f:
         f.write(SPACE)
     return root, make(root, "search", "TRIALS=3", *FAST)

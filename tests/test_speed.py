@@ -32,9 +32,11 @@ def test_xla_counts_every_registered_model():
     from pipeline.modeling.models import MODELS
 
     resolved = params.resolve([])
-    for name in MODELS:
-        options = json.dumps(params.architecture(params.for_model(resolved, name)), sort_keys=True)
-        assert flops.count(name, options) > 0, name
+    found = {
+        (name, json.dumps(params.architecture(params.for_model(resolved, name)), sort_keys=True)) for name in MODELS
+    }
+    counted = flops.count_many(found)  # one process for all
+    assert len(counted) == len(MODELS) and all(value > 0 for value in counted.values()), counted
 
 
 def test_a_count_is_made_once_and_cached_with_the_code_that_built_the_model(tmp_path, monkeypatch):

@@ -38,10 +38,11 @@ def wait_for_line(proc, text, timeout=300) -> list[str]:
 
 
 def test_two_make_submissions_at_once_train_once_and_both_succeed(tmp_path):
+    """From a fresh copy, so that they meet at every stage (the MLP: the locks, not the model, are the point)."""
     root = copy_project(tmp_path / "project")
-    first = start(root, "submission", "EPOCHS=2")
+    first = start(root, "submission", "MODEL=mlp", "EPOCHS=2")
     time.sleep(1.0)
-    second = start(root, "submission", "EPOCHS=2")
+    second = start(root, "submission", "MODEL=mlp", "EPOCHS=2")
     out1, _ = first.communicate(timeout=600)
     out2, _ = second.communicate(timeout=600)
     assert first.returncode == 0, out1
@@ -53,11 +54,11 @@ def test_two_make_submissions_at_once_train_once_and_both_succeed(tmp_path):
     assert "No such file" not in both and "Traceback" not in both
 
 
-def test_with_wait_0_the_second_run_refuses_in_one_line(tmp_path):
-    root = copy_project(tmp_path / "project")
-    first = start(root, "train", "EPOCHS=3")
+def test_with_wait_0_the_second_run_refuses_in_one_line(shared, tmp_path):
+    root, _ = shared.copy("submitted", tmp_path / "project")  # features made: the model is what they meet at
+    first = start(root, "train", "EPOCHS=2")
     wait_for_line(first, "training conv_gru")
-    second = run(make_cmd("train", "EPOCHS=3", "WAIT=0"), cwd=root)
+    second = run(make_cmd("train", "EPOCHS=2", "WAIT=0"), cwd=root)
     first.communicate(timeout=600)
     assert first.returncode == 0
     assert second.returncode != 0
@@ -65,13 +66,14 @@ def test_with_wait_0_the_second_run_refuses_in_one_line(tmp_path):
     assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr
     assert (
         "error: models/conv_gru/metrics.json is being written by another run: `make VENV=" in errors[0]
-        and "train EPOCHS=3` (pid " in errors[0]
+        and "train EPOCHS=2` (pid " in errors[0]
         and "not waiting (WAIT=0)" in errors[0]
     ), errors[0]
 
 
 # ---------------------------------------------------------------- damaged artifacts
-MADE_BY = (["submission", "EPOCHS=1"], ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"])
+CV = ["MODEL=mlp", "CV=1", "FOLDS=3", "EPOCHS=2"]
+MADE_BY = (["submission", "EPOCHS=1"], ["submission", *CV])
 
 
 def make_all(root):
@@ -81,9 +83,10 @@ def make_all(root):
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """A project copy after `make submission EPOCHS=1` and `make submission MODEL=mlp CV=1 FOLDS=2 EPOCHS=1`."""
-    root = copy_project(tmp_path_factory.mktemp("damage"))
+def made(shared, tmp_path_factory):
+    """A project copy after `make submit EPOCHS=1` and `make submission MODEL=mlp CV=1 FOLDS=3 EPOCHS=2` (made
+    once per run: conftest.py's `shared`)."""
+    root, _ = shared.copy("cv", tmp_path_factory.mktemp("damage") / "project")
     make_all(root)
     return root
 
@@ -115,7 +118,7 @@ def one_error(proc) -> str:
         # oof.npz: read when the CV submission is written again (it was removed)
         (
             "models/mlp/cv/oof.npz",
-            ["submission", "MODEL=mlp", "CV=1", "FOLDS=2", "EPOCHS=1"],
+            ["submission", *CV],
             ["pipeline.modeling.cv assemble", "pipeline.modeling.predict"],
         ),
         # train.npz: read when the model retrains (its epochs changed)

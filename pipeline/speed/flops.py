@@ -162,10 +162,11 @@ def per_image(model_name: str, options_json: str = "{}") -> float:
     return known[entry]
 
 
-def count(model_name: str, options_json: str = "{}") -> float:
+def _run(*args: str) -> dict:
+    """`python -m pipeline.speed.flops ARGS` in a JAX process of its own; its JSON."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.speed.flops", model_name, options_json],
+        [sys.executable, "-m", "pipeline.speed.flops", *args],
         cwd=config.ROOT,
         env=env,
         capture_output=True,
@@ -173,11 +174,27 @@ def count(model_name: str, options_json: str = "{}") -> float:
         timeout=600,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"counting {model_name}'s FLOPs failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return json.loads(proc.stdout)["per_image"]
+        raise RuntimeError(f"counting FLOPs ({' '.join(args)}) failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)
+
+
+def count(model_name: str, options_json: str = "{}") -> float:
+    return _run(model_name, options_json)["per_image"]
+
+
+def count_many(found: set[tuple[str, str]]) -> dict[str, float]:
+    """{key: per-image count} of several (model, options JSON), all in one process (one start-up)."""
+    return _run("--many", json.dumps(sorted(found)))
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--many"]:
+        from pipeline.modeling import backend
+
+        backend.init(0, "jax")
+        counts = {key(m, json.loads(o)): step_flops(m, json.loads(o)) / BATCH for m, o in json.loads(sys.argv[2])}
+        print(json.dumps(counts))
+        raise SystemExit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("options", nargs="?", default="{}", help="architecture options as JSON, e.g. '{\"width\": 32}'")

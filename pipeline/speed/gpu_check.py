@@ -10,8 +10,8 @@ It renders the script `make kernel` pushes (pipeline/kaggle/notebook.py with the
 KAGGLE_ROOT=<tmp> for each of: the seed model for 10 epochs, the CNN for 15 epochs in float32, and the CNN
 again in mixed_float16 (a T4's tensor cores). Each run is `make submission` there, on the GPU the
 notebook finds. It prints, and writes to --out as JSON, each run's GPU, s/epoch (median after the first,
-which compiles), first epoch's seconds and validation accuracy. `--epochs-scale` shrinks the epochs for a
-smoke run on a CPU (the tests use it).
+which compiles), first epoch's seconds and validation accuracy. `--epochs-scale` shrinks the epochs and
+`--params` the models for a smoke run on a CPU (the tests use them, on a cut of the sample).
 """
 
 from __future__ import annotations
@@ -120,6 +120,9 @@ def main(argv=None):
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every run's epochs (a CPU smoke run)")
     ap.add_argument("--timeout", type=float, default=540, help="seconds for all runs together")
     ap.add_argument("--only", action="append", choices=[r[0] for r in RUNS], help="run only this check (repeatable)")
+    ap.add_argument(
+        "--params", default="", help="parameter overrides for every run, e.g. train.cnn.width=8 (a CPU smoke run)"
+    )
     args = ap.parse_args(argv)
     runs = [r for r in RUNS if not args.only or r[0] in args.only]
     if not args.data.exists():
@@ -130,7 +133,9 @@ def main(argv=None):
         if left <= 0:
             print(f"{name}: not run, the check's {args.timeout:.0f} s are spent", flush=True)
             break
-        result = run_one(name, model, max(1, round(epochs * args.epochs_scale)), params, args.data, left)
+        result = run_one(
+            name, model, max(1, round(epochs * args.epochs_scale)), params + args.params.split(), args.data, left
+        )
         results.append(result)
         print(line(result), flush=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")  # what is done survives a timeout
