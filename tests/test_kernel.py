@@ -458,7 +458,7 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(run_of, req
     assert record["returncode"] == 0 and record["settings"] == {"MODEL": "conv_gru", "EPOCHS": "2"}
     assert proc.stdout.strip().splitlines()[-1] == "kernel: the notebook ran on no GPU (asked for NvidiaTeslaT4)"
     measured(
-        f"make kernel ({kernel_run.mount}, the image's packages): {kernel_run.seconds:.0f} s; "
+        f"make kernel ({kernel_run.mount}, the image's packages on Python {python}): {kernel_run.seconds:.0f} s; "
         f"notebook {record['seconds']} s"
     )
 

@@ -69,7 +69,7 @@ def build(folder: Path, python: str, version: str) -> str | None:
         (
             [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]
             + [str(LIST)],
-            f"the pins of {LIST.parent.name}/{LIST.name} do not install on Python {version}",
+            f"the pins of {LIST.relative_to(LIST.parents[2])} do not install on Python {version}",
         ),
     ]
     for cmd, failed in steps:
