@@ -349,16 +349,21 @@ def main(argv=None):
         if m in ("ensemble", "blend"):
             raise PipelineError(f"make bench times single models, not {m} (BENCH_MODELS: {', '.join(MODELS)})")
     backends = [b for b in args.backends.replace(",", " ").split() if b]
+    known = [b for b in params_mod.BACKENDS if b != "auto"]  # a benchmark names the backends it times
     for b in backends:
-        if b not in params_mod.BACKENDS:
-            raise PipelineError(f"unknown backend {b!r} in BENCH_BACKENDS (known: {', '.join(params_mod.BACKENDS)})")
+        if b not in known:
+            raise PipelineError(f"unknown backend {b!r} in BENCH_BACKENDS (known: {', '.join(known)})")
+    from pipeline.modeling import backend
+    from pipeline.speed import tune
+
     cap = positive_int(args.epochs, "EPOCHS") if args.epochs is not None else None
     params = check_overrides(args.overrides, models)
     plan = []
     for m in models:
         p = params_mod.for_model(params, m)  # refuses an unknown model by name
         extra = [f"train.{m}.epochs={cap}"] if cap is not None and p["epochs"] > cap else []
-        for b in backends or [p["backend"]]:
+        # "auto": the backend the training run would pick here (measured once, cached: pipeline/speed/tune.py)
+        for b in backends or [backend.choose(tune.resolve(p))]:
             plan.append((m, b, [*args.overrides, *extra]))
     runs = config.BENCH_DIR / "runs"
     started, make_command = time.time(), stage.make_command()
