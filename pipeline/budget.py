@@ -147,7 +147,7 @@ def costs(model: str, params: dict, measure: bool = True) -> list[Cost] | None:
     for name in cv_models(model, params):
         p = params_mod.for_model(params, params["ensemble"]["model"] if name == "ensemble" else name)
         run = tune.resolve(p, measure=measure, say=lambda line: None)
-        timings = tune._read(tune.cache_file()).get(tune.shape_key(p), {}).get("timings", {})
+        timings = tune.cached_timings(p)
         per_step = timings.get(f"{run['backend']} {run['precision']}")
         if per_step is None and (not measure or os.environ.get("PIPELINE_TUNE") == "off"):
             return None
@@ -233,7 +233,7 @@ def fold_estimate(p: dict, train_rows: int) -> float:
     """Seconds one fold of resolved params `p` takes here, from the tuning cache; 0 when not measured."""
     from pipeline.speed import tune
 
-    timings = tune._read(tune.cache_file()).get(tune.shape_key(p), {}).get("timings", {})
+    timings = tune.cached_timings(p)
     per_step = timings.get(f"{p['backend']} {p['precision']}")
     if per_step is None:
         return 0.0

@@ -210,6 +210,11 @@ def _read(path: Path) -> dict:
         return {}
 
 
+def cached_timings(p: dict) -> dict[str, float | None]:
+    """This machine's cached seconds per step of p's shape, by "backend precision" (empty if none)."""
+    return _read(cache_file()).get(shape_key(p), {}).get("timings", {})
+
+
 def _write(path: Path, data: dict) -> None:
     from pipeline.files import write_json
 
