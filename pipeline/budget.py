@@ -4,8 +4,9 @@ kept to it.
 As AutoGluon's `time_limit` and FLAML's `time_budget` do, the plan is made from this machine's own
 speed: each CV model's seconds per training step, measured by pipeline/speed/tune.py (the same timing
 that picks its backend and precision), times the steps of an epoch. The plan keeps the configured
-recipe where it fits; otherwise it trains fewer epochs (down to 70% of them), then fewer folds (down to
-3), then fewer epochs again (down to 30%), and prints what it chose with its expected minutes. A budget
+recipe where it fits; otherwise it drops repeats of the k-fold split (cv.repeats, which only measure), then
+trains fewer epochs (down to 70% of them), then fewer folds (down to 3), then fewer epochs again (down to
+30%), and prints what it chose with its expected minutes. A budget
 that not even the smallest plan fits is refused in one line before anything trains.
 
 The run is anytime: a fold that would end past the deadline is not started (pipeline/modeling/cv.py
@@ -66,9 +67,12 @@ class Plan:
     folds: int
     epochs: dict[str, int]
     seconds: float
+    repeats: int = 1
 
     def overrides(self) -> list[str]:
-        return [f"cv.folds={self.folds}"] + [f"train.{m}.epochs={e}" for m, e in self.epochs.items()]
+        return [f"cv.folds={self.folds}", f"cv.repeats={self.repeats}"] + [
+            f"train.{m}.epochs={e}" for m, e in self.epochs.items()
+        ]
 
     def describe(self, configured_folds: int, costs: list[Cost]) -> str:
         parts = [
@@ -77,7 +81,8 @@ class Plan:
             for c in costs
         ]
         folds = f"{self.folds} folds" + (f" (of {configured_folds})" if self.folds != configured_folds else "")
-        return f"{folds} x {', '.join(parts)}: ~{minutes(self.seconds)} here"
+        repeats = f" x {self.repeats} repeats" if self.repeats > 1 else ""
+        return f"{folds}{repeats} x {', '.join(parts)}: ~{minutes(self.seconds)} here"
 
 
 def minutes(seconds: float) -> str:
@@ -85,18 +90,19 @@ def minutes(seconds: float) -> str:
     return f"{m / 60:.0f} h {m % 60:.0f} min" if m >= 90 else f"{m:.0f} min"
 
 
-def plan(costs: list[Cost], rows: int, folds: int, budget_seconds: float | None) -> Plan:
+def plan(costs: list[Cost], rows: int, folds: int, budget_seconds: float | None, repeats: int = 1) -> Plan:
     """The largest plan that fits the budget (the configured recipe without one); PipelineError naming
     the smallest plan's time when none fits."""
 
-    def make(f: int, scale: float) -> Plan:
+    def make(f: int, scale: float, r: int = 1) -> Plan:
         epochs = {c.model: max(1, round(c.epochs * scale)) for c in costs}
-        return Plan(f, epochs, sum(c.run_seconds(rows, f, epochs[c.model]) for c in costs))
+        return Plan(f, epochs, r * sum(c.run_seconds(rows, f, epochs[c.model]) for c in costs), r)
 
-    configured = make(folds, 1.0)
+    configured = make(folds, 1.0, repeats)
     if budget_seconds is None:
         return configured
-    tries = [make(f, s) for s in EPOCH_STEPS_FULL_FOLDS for f in range(folds, min(folds, MIN_FOLDS) - 1, -1)]
+    tries = [make(folds, 1.0, r) for r in range(repeats, 1, -1)]
+    tries += [make(f, s) for s in EPOCH_STEPS_FULL_FOLDS for f in range(folds, min(folds, MIN_FOLDS) - 1, -1)]
     tries += [make(min(folds, MIN_FOLDS), s) for s in EPOCH_STEPS_FEWER]
     for candidate in sorted(tries, key=lambda p: -_value(p, configured)):
         if candidate.seconds <= budget_seconds:
@@ -109,9 +115,10 @@ def plan(costs: list[Cost], rows: int, folds: int, budget_seconds: float | None)
 
 
 def _value(p: Plan, configured: Plan) -> float:
-    """The order plans are preferred in: epochs kept to 70% first, then folds down to 3, then epochs."""
+    """The order plans are preferred in: repeats dropped first, then epochs kept to 70%, then folds down
+    to 3, then epochs."""
     scale = min(p.epochs[m] / configured.epochs[m] for m in p.epochs)
-    return (scale >= 0.7) * 100 + p.folds * 10 + scale
+    return (scale >= 0.7) * 1000 + p.folds * 100 + scale * 10 + p.repeats * 0.1
 
 
 def expected_accuracy(model: str, p: Plan) -> str:
@@ -181,7 +188,7 @@ def run(model: str, overrides: list[str], budget_min: float | None) -> int:
     if found is None:  # no timing here, and none wanted: run as configured
         print(f"plan: the recipe as configured; its time here is not measured ({model})", flush=True)
         return subprocess.call(again)
-    chosen = plan(found, rows_in_data(), folds, budget_min * 60 if budget_min else None)
+    chosen = plan(found, rows_in_data(), folds, budget_min * 60 if budget_min else None, params["cv"]["repeats"])
     print(f"plan: {chosen.describe(folds, found)}; {expected_accuracy(model, chosen)}", flush=True)
     if budget_min is None:
         return subprocess.call(again)

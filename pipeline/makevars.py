@@ -171,7 +171,10 @@ def fragment(v: dict, code: Path) -> str:
         "OVERRIDES": " ".join(asked["overrides"]),
         "MAKEVARS_ERROR": asked["error"],
         "N_FOLDS": params["cv"]["folds"] if params else "",
-        "FOLD_NUMBERS": " ".join(map(str, range(1, params["cv"]["folds"] + 1))) if params else "",
+        # fold models 1..folds x repeats (pipeline/modeling/cv.py: repeat r's are r x folds + 1..folds)
+        "FOLD_NUMBERS": " ".join(map(str, range(1, params["cv"]["folds"] * params["cv"]["repeats"] + 1)))
+        if params
+        else "",
         "N_MEMBERS": params["ensemble"]["members"] if params else "",
         "MEMBER_NUMBERS": " ".join(map(str, range(1, params["ensemble"]["members"] + 1))) if params else "",
         "BLEND_MODELS": " ".join(blend),

@@ -31,6 +31,8 @@ TRAIN_KEYS = {
     "learning_rate": (float, 0.0, 10.0, True),
     "augment": (bool, None, None, True),
     "elastic": (float, None, None, True),  # pixels, 0-100 (checked below: a float range here is open at 0)
+    "crop": (int, 0, 27, True),  # pixels: random crops of this side resized to 28 in place of zoom and shift; 0 off
+    "clean_tail": (int, 0, 10_000, True),  # the last epochs train on the images as they are, unaugmented
     "backend": (str, None, None, True),
     "backend_gpu": (str, None, None, True),
     "precision": (str, None, None, True),
@@ -46,7 +48,7 @@ SCHEDULES = ("cosine", "doucet")
 # Data-parallel training: "auto" is on where there are two GPUs or more (a Kaggle notebook's T4 x2).
 DISTRIBUTE = ("auto", "on", "off")
 ENSEMBLE_KEYS = {"model": (str, None, None, True), "members": (int, 1, 100, True)}
-CV_KEYS = {"folds": (int, 2, 50, True), "seed": (int, 0, 2**32 - 1, True)}
+CV_KEYS = {"folds": (int, 2, 50, True), "seed": (int, 0, 2**32 - 1, True), "repeats": (int, 1, 20, True)}
 PREDICT_KEYS = {"tta": (list, None, None, True)}  # the models that predict with test-time augmentation
 BLEND_KEYS = {"models": (list, None, None, True)}
 # `make search`: the CV fold whose held-out rows score the trials, and how many trials the study holds.
@@ -110,6 +112,12 @@ def section_keys(model: str) -> dict:
 def architecture(p: dict) -> dict:
     """The factory options in one model's resolved params (build_model's **options)."""
     return {k: p[k] for k in OPTIONS.get(p["model"], {})}
+
+
+def build_options(p: dict) -> dict:
+    """build_model's keyword arguments in one model's resolved params, the seed aside: its augmentation
+    and its factory options."""
+    return {"augment": p["augment"], "elastic": p.get("elastic", 0.0), "crop": p.get("crop", 0)} | architecture(p)
 
 
 def _locate(params: dict, key: str):

@@ -1,6 +1,7 @@
 """Each augmentation stays within its stated range (pipeline/modeling/augment.py, params.toml):
 rotations of up to 10 degrees (degrees, not radians), zooms of up to 10%, shifts of up to 10% of the
-side, and an elastic distortion of at most `elastic` pixels.
+side, an elastic distortion of at most `elastic` pixels, and Doucet's random crops (`crop`); at strength 0
+(the trainer's `clean_tail` epochs) the images pass through as they are.
 
 Measured, not read from the code: the layer warps two ramps (each pixel's value its column, or its
 row), so every output pixel shows the point of the input it sampled (bilinear interpolation of a
@@ -101,3 +102,48 @@ def test_the_elastic_field_moves_each_pixel_at_most_alpha_pixels_in_proportion_t
     # Twice the alpha, twice the displacement: alpha is in pixels, the field's scale.
     dx2 = sampled_points(alone(2 * alpha))[0] - COLUMNS
     np.testing.assert_allclose(dx2[:, inside], 2 * dx[:, inside], atol=1e-3 * alpha)
+
+
+def test_a_random_crop_is_a_window_of_that_side_resized_to_the_image_at_a_random_place():
+    warps = fitted_warps(*sampled_points(model_augmentation(crop=25)))
+    assert warps["residual"] < 1e-3
+    # A 25-pixel window shown at 28 pixels: every image grows by 28/25, none by more or less.
+    np.testing.assert_allclose(warps["zoom"], 28 / 25, rtol=1e-4)
+    # The window lies inside the image: its centre moves at most (28 - 25) / 2 = 1.5 pixels on each axis, both ways.
+    shift = warps["shift"]
+    assert np.abs(shift).max() <= 1.5 + 1e-3 and np.abs(shift).max() > 1.3
+    assert (shift < -1).any() and (shift > 1).any()
+    assert np.abs(warps["angle"]).max() <= 10 + 1e-3  # the rotation stays
+
+
+@pytest.mark.parametrize("options", [{}, {"crop": 25, "elastic": 8.0}])
+def test_at_strength_zero_the_images_pass_through_as_they_are(options):
+    images = np.random.default_rng(0).random((8, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    layer = model_augmentation(**options)(0)
+    assert not np.allclose(np.asarray(layer(images, training=True)), images)
+    layer.strength.assign(0.0)
+    np.testing.assert_allclose(np.asarray(layer(images, training=True)), images, atol=1e-5)
+
+
+def trained_weights(tmp_path, **overrides) -> list[np.ndarray]:
+    """An MLP after one epoch on 64 random images, from one seed: its weights."""
+    from pipeline import params
+    from pipeline.modeling.trainer import fit
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32), np.arange(64) % 10
+    settings = [f"train.mlp.{k}={v}" for k, v in ({"epochs": 1} | overrides).items()]
+    p = params.for_model(params.resolve(settings), "mlp")
+    model, _, _ = fit(x, y, p, tmp_path / "-".join(settings), verbose=0)
+    return [np.asarray(v) for v in model.trainable_variables]
+
+
+def test_a_clean_tail_epoch_trains_on_the_images_as_they_are(tmp_path):
+    # The compiled step reads the strength the trainer sets: one epoch with augmentation at strength 0 makes
+    # the weights of one without augmentation (the same seed, the same draws), and one at strength 1 does not.
+    plain = trained_weights(tmp_path, augment="false")
+    clean = trained_weights(tmp_path, augment="true", clean_tail=1)
+    augmented = trained_weights(tmp_path, augment="true", clean_tail=0)
+    for a, b in zip(plain, clean, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(plain, augmented, strict=True))

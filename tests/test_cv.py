@@ -157,3 +157,60 @@ def test_resume_state_is_keyed_on_the_data_too(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "data_sha256", lambda: "b" * 64)
     assert work_dir_for(tmp_path, p, np.arange(10)) != first  # other data: start afresh
     assert work_dir_for(tmp_path, p, np.arange(9)) != work_dir_for(tmp_path, p, np.arange(10))  # other rows too
+
+
+def test_repeated_kfold_scores_each_row_by_the_mean_of_its_out_of_fold_models(tmp_path, monkeypatch):
+    """cv.repeats = 2: two splits, six fold models; each row's two out-of-fold predictions averaged
+    make the ensemble figure, repeat 1's alone the single-model one. The fold models are stand-ins whose
+    predictions are known per row (right or wrong by a rule per repeat); the assembly is the real one."""
+    from pipeline import config, files, provenance
+    from pipeline.modeling import cv
+
+    n, folds = 60, 3
+    y = np.arange(n) % 10
+    x = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 28, 28))  # pixel = row number
+    for name, value in (("MODELS_DIR", tmp_path / "models"), ("PROCESSED_DIR", tmp_path / "processed")):
+        monkeypatch.setattr(config, name, value)
+    monkeypatch.setattr(provenance, "collect", dict)
+    monkeypatch.setattr(provenance, "data_sha256", lambda: "0" * 64)
+    monkeypatch.setattr(cv, "load_npz", lambda path: dict(np.load(path)))  # no stage made these arrays
+    files.save_npz(config.PROCESSED_DIR / "train.npz", x=x, y=y)
+    files.save_npz(config.PROCESSED_DIR / "test.npz", x=x[:5])
+    p = {"model": "mlp", "backend": "jax", "cv": {"folds": folds, "seed": 42, "repeats": 2}}
+    files.write_json(config.cv_dir("mlp") / "params.json", p)
+    files.write_json(config.model_dir("mlp") / "predict.json", {"tta": False})
+    assigned = cv.assignments(y, p["cv"])
+    assert not np.array_equal(assigned[0], assigned[1])  # another split, not the same one twice
+    right = [np.arange(n) % 2 == 0, np.arange(n) % 3 == 0]  # which rows each repeat's models get right
+    for k in range(1, folds * 2 + 1):
+        held = cv.held_out(assigned, k)
+        assert held.sum() == n // folds
+        files.save_npz(cv.fold_dir("mlp", k) / "rows.npz", train=np.flatnonzero(~held), held_out=np.flatnonzero(held))
+        files.write_json(
+            cv.fold_dir("mlp", k) / "metrics.json",
+            {"models": [], "history": [{"epoch": 0, "loss": 1.0, "epoch_seconds": 1.0}], "train_seconds": 1},
+        )
+    # every row is held out once per repeat
+    assert all(sum(cv.held_out(assigned, k) for k in ks).max() == 1 for ks in ([1, 2, 3], [4, 5, 6]))
+
+    def fold_proba(model, k, x_held, x_test, tta):
+        rows = x_held[:, 0, 0].astype(int)
+        ok = right[(k - 1) // folds][rows]
+        proba = np.full((len(rows), 10), 0.0, np.float32)
+        proba[np.arange(len(rows)), y[rows]] = np.where(ok, 0.9, 0.4)  # a wrong model is 0.6 sure of the next label
+        proba[np.arange(len(rows)), (y[rows] + 1) % 10] = np.where(ok, 0.1, 0.6)
+        return proba, np.full((len(x_test), 10), k, np.float32), 7
+
+    monkeypatch.setattr(cv, "fold_proba", fold_proba)
+    m = cv.assemble("mlp", folds)
+    assert m["oof_accuracy"] == pytest.approx(right[0].mean())
+    assert m["oof_ensemble_accuracy"] == pytest.approx((right[0] | right[1]).mean())  # one right is enough
+    assert m["fold_accuracy"] == [
+        pytest.approx(right[r][cv.held_out(assigned, k)].mean())
+        for r, k in [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (1, 6)]
+    ]
+    oof = np.load(config.cv_dir("mlp") / "oof.npz")
+    assert oof["proba_repeats"].shape == (2, n, 10) and np.array_equal(oof["fold"], assigned[0])
+    assert np.allclose(oof["test_proba"], 3.5)  # the mean of all six fold models
+    assert "5 folds" not in cv.summary_line(m) and "3 folds x 2 repeats" in cv.summary_line(m)
+    assert "each row's 2 out-of-fold models averaged" in cv.summary_line(m)

@@ -160,3 +160,38 @@ def test_a_saved_cnn_loads_in_a_fresh_process(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["tensorflow", "(3,)"]
+
+
+def test_a_jax_training_process_never_imports_tensorflow_and_still_writes_its_curves(tmp_path):
+    """TensorFlow's import costs ~5.5 s of CPU, and Keras would make it in every process (keras-team/keras#18455):
+    a JAX run trains (curves on), saves, loads and predicts without it, and TensorBoard reads the curves."""
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.helpers import REPO
+
+    run = (
+        "import sys, numpy as np; from pathlib import Path; from pipeline.modeling import backend; "
+        "print(backend.init(0, 'jax')); "
+        "from pipeline import params; from pipeline.modeling.trainer import fit; "
+        "from pipeline.modeling.predict import predict_labels; import keras; "
+        "out = Path(sys.argv[1]); rng = np.random.default_rng(0); "
+        "x, y = rng.random((64, 28, 28), dtype=np.float32), np.arange(64) % 10; "
+        "p = params.for_model(params.resolve(['train.mlp.epochs=2']), 'mlp'); "
+        "model, _, _ = fit(x, y, p, out / 'work', x, y, log_dir=out / 'logs', verbose=0); "
+        "model.save(out / 'model.keras'); "
+        "print(predict_labels(keras.saving.load_model(out / 'model.keras'), x)[0].shape); "
+        "print('tensorflow' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    proc = subprocess.run(
+        [sys.executable, "-c", run, str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["jax", "(64,)", "False"]
+    for split, tags in (("train", ["epoch_accuracy", "epoch_loss"]), ("validation", ["epoch_accuracy", "epoch_loss"])):
+        events = EventAccumulator(str(tmp_path / "logs" / split)).Reload()
+        assert sorted(events.Tags()["scalars"]) == tags
+        assert [e.step for e in events.Scalars("epoch_loss")] == [0, 1]

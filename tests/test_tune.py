@@ -144,9 +144,20 @@ def test_a_budget_trims_epochs_first_then_folds():
     assert fewer.seconds <= 90 * 60 and fewer.folds == 3 and fewer.epochs["cnn"] <= 21
     assert fewer.overrides() == [
         "cv.folds=3",
+        "cv.repeats=1",
         f"train.cnn.epochs={fewer.epochs['cnn']}",
         f"train.conv_gru.epochs={fewer.epochs['conv_gru']}",
     ]
+
+
+def test_a_budget_drops_the_repeats_of_a_repeated_kfold_before_any_epoch_or_fold():
+    once = budget.plan(COSTS, 42_000, 5, None)
+    thrice = budget.plan(COSTS, 42_000, 5, None, repeats=3)
+    assert thrice.repeats == 3 and thrice.seconds == pytest.approx(3 * once.seconds)
+    assert "5 folds x 3 repeats x cnn 30 epochs" in thrice.describe(5, COSTS)
+    two = budget.plan(COSTS, 42_000, 5, 2.5 * once.seconds, repeats=3)
+    assert (two.repeats, two.folds, two.epochs) == (2, 5, once.epochs)
+    assert budget.plan(COSTS, 42_000, 5, 1.5 * once.seconds, repeats=3) == once
 
 
 def test_a_budget_nothing_fits_is_refused_in_one_line_naming_the_smallest_plan():

@@ -105,14 +105,18 @@ def elastic_field(uniform, alpha: float, sigma: float):
 
 @keras.saving.register_keras_serializable(package="pipeline")
 class RandomAffine(keras.layers.Layer):
-    """Rotation (degrees), zoom and shift (fractions), drawn per image; with `elastic` > 0 (alpha, in
+    """Rotation (degrees), zoom and shift (fractions), drawn per image; with `crop` > 0 (pixels), a random
+    crop of that side resized to the image's in place of zoom and shift; with `elastic` > 0 (alpha, in
     pixels) also an elastic distortion of smoothness `elastic_sigma` pixels, in the same single warp."""
 
-    def __init__(self, rotation=10.0, zoom=0.1, shift=0.1, elastic=0.0, elastic_sigma=4.0, seed=None, **kwargs):
+    def __init__(self, rotation=10.0, zoom=0.1, shift=0.1, elastic=0.0, elastic_sigma=4.0, crop=0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rotation, self.zoom, self.shift, self.seed = rotation, zoom, shift, seed
-        self.elastic, self.elastic_sigma = elastic, elastic_sigma
+        self.elastic, self.elastic_sigma, self.crop = elastic, elastic_sigma, crop
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # 1 augments, 0 passes the images through: the trainer sets it per epoch (a last epoch on the images
+        # as they are). A variable, not an attribute, so the compiled step reads it without being retraced.
+        self.strength = self.add_weight(shape=(), initializer="ones", trainable=False, name="strength")
 
     def call(self, images, training=False):
         if not training:
@@ -122,13 +126,19 @@ class RandomAffine(keras.layers.Layer):
         def uniform(limit):
             return keras.random.uniform((n,), -limit, limit, seed=self.seed_generator)
 
+        strength = ops.cast(self.strength, images.dtype)
         angle = uniform(math.radians(self.rotation))
-        scale = 1.0 + uniform(self.zoom)
-        tx, ty = uniform(self.shift * IMAGE_SIDE), uniform(self.shift * IMAGE_SIDE)
-        matrices = affine_matrices(angle, scale, tx, ty)
+        if self.crop:  # a crop-x-crop window at a random place, resized to the side (Doucet's), for zoom and shift
+            scale = ops.ones_like(angle) * (IMAGE_SIDE / self.crop)
+            tx, ty = uniform((IMAGE_SIDE - self.crop) / 2), uniform((IMAGE_SIDE - self.crop) / 2)
+        else:
+            scale = 1.0 + uniform(self.zoom)
+            tx, ty = uniform(self.shift * IMAGE_SIDE), uniform(self.shift * IMAGE_SIDE)
+        matrices = affine_matrices(angle * strength, 1.0 + (scale - 1.0) * strength, tx * strength, ty * strength)
         if self.elastic:  # the native kernel warps affinely only: the gathers take the field too
             noise = keras.random.uniform((n, IMAGE_SIDE, IMAGE_SIDE, 2), -1.0, 1.0, seed=self.seed_generator)
-            return warp(images, *matrices, displacement=elastic_field(noise, self.elastic, self.elastic_sigma))
+            field = elastic_field(noise, self.elastic, self.elastic_sigma) * strength
+            return warp(images, *matrices, displacement=field)
         fastest = native_warp if keras.backend.backend() == "tensorflow" else warp
         return fastest(images, *matrices)
 
@@ -142,5 +152,6 @@ class RandomAffine(keras.layers.Layer):
             "shift": self.shift,
             "elastic": self.elastic,
             "elastic_sigma": self.elastic_sigma,
+            "crop": self.crop,
             "seed": self.seed,
         }

@@ -30,10 +30,22 @@ def quiet_stderr():
 
 
 def _load_tensorflow_quietly() -> None:
-    """Keras imports TensorFlow whenever it is installed (to serialize models, for TensorBoard), even
-    under JAX: do it here, with its device probe, so a run prints only the pipeline's own lines.
-    A failed import still raises its Python error."""
+    """Under TensorFlow, import it here, with its device probe, so a run prints only the pipeline's own
+    lines (a failed import still raises its Python error). Under another backend, never: Keras would
+    import it whenever it is installed, even under JAX (keras-team/keras#18455: `set_random_seed` and
+    every model save ask its lazy module whether TensorFlow is available, which imports it), ~5.5 s of
+    CPU per process here for nothing a JAX run uses. Telling that lazy module "not available" keeps
+    TensorFlow out; where Keras no longer has it, nothing changes but the time."""
     if importlib.util.find_spec("tensorflow") is None:
+        return
+    if os.environ["KERAS_BACKEND"] != "tensorflow":
+        from keras.src.utils import module_utils
+
+        if (
+            isinstance(getattr(module_utils, "tensorflow", None), module_utils.LazyModule)
+            and "tensorflow" not in sys.modules
+        ):
+            module_utils.tensorflow._available = False
         return
     with quiet_stderr():
         import tensorflow as tf

@@ -14,6 +14,12 @@ test-time augmentation when `predict.tta`), and writes models/<model>/cv/:
 The test prediction averages k models that each saw (k-1)/k of the rows, so it is at least as
 good as one of them: the OOF figure errs on the pessimistic side.
 
+Repeated k-fold (`cv.repeats` = R > 1) measures that average instead of bounding it: repeat r splits
+the rows again with seed `cv.seed + r`, fold models k = 1..folds x R (repeat (k-1) // folds), and every
+row gets R out-of-fold predictions from R different models. Their mean, scored, is the OOF accuracy of an
+R-model average ("ensemble OOF", still below the test prediction's folds x R models); the single-model
+figure stays repeat 1's, comparable with every other run. It costs R times the training.
+
 MODEL=ensemble trains `ensemble.members` members per fold (each its own seed) and averages them.
 """
 
@@ -45,19 +51,31 @@ def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return ids
 
 
+def assignments(y: np.ndarray, cv: dict) -> list[np.ndarray]:
+    """Each repeat's fold of every row (repeat r, 0-based, splits with seed cv.seed + r)."""
+    return [fold_ids(y, cv["folds"], cv["seed"] + r) for r in range(cv.get("repeats", 1))]
+
+
+def held_out(assigned: list[np.ndarray], k: int) -> np.ndarray:
+    """Fold model k's (1-based, 1..folds x repeats) held-out rows, as a mask: fold (k-1) % folds of
+    repeat (k-1) // folds."""
+    repeat, fold = divmod(k - 1, int(assigned[0].max()) + 1)
+    return assigned[repeat] == fold
+
+
 def fold_dir(model: str, k: int) -> Path:
     """Fold k (1-based, as in the Make targets)."""
     return config.cv_dir(model) / f"fold-{k}"
 
 
-def train_fold(p: dict, model: str, k: int, x, y, ids, verbose=2) -> dict:
-    """Train fold model k (1-based) on the rows outside fold k; save it with the rows it used."""
+def train_fold(p: dict, model: str, k: int, x, y, held_mask: np.ndarray, verbose=2) -> dict:
+    """Train fold model k (1-based) on the rows outside its held-out mask; save it with the rows it used."""
     from pipeline import budget
     from pipeline.modeling import backend
     from pipeline.speed import tune
 
     out = fold_dir(model, k)
-    train, held = np.flatnonzero(ids != k - 1), np.flatnonzero(ids == k - 1)
+    train, held = np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
     members = [member_params(p, i) for i in range(1, p["members"] + 1)] if model == "ensemble" else [p]
     start, cpu = time.perf_counter(), os.times()
     histories, saved, ran = [], [], {}
@@ -128,13 +146,13 @@ def fold_proba(model: str, k: int, x_held, x_test, tta: bool) -> tuple[np.ndarra
     return np.mean(held, axis=0), np.mean(test, axis=0), parameters
 
 
-def check_rows(model: str, k: int, ids: np.ndarray) -> None:
+def check_rows(model: str, k: int, held_mask: np.ndarray) -> None:
     """The fold's saved rows must be exactly what the fold assignment says, and disjoint."""
     rows = load_npz(fold_dir(model, k) / "rows.npz")
     if (
         np.intersect1d(rows["train"], rows["held_out"]).size
-        or not np.array_equal(rows["held_out"], np.flatnonzero(ids == k - 1))
-        or not np.array_equal(rows["train"], np.flatnonzero(ids != k - 1))
+        or not np.array_equal(rows["held_out"], np.flatnonzero(held_mask))
+        or not np.array_equal(rows["train"], np.flatnonzero(~held_mask))
     ):
         raise PipelineError(
             f"{fold_dir(model, k)} was trained on other rows than fold {k} of these folds: "
@@ -155,29 +173,42 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
 
     data, x_test = load_npz(config.PROCESSED_DIR / "train.npz"), load_npz(config.PROCESSED_DIR / "test.npz")["x"]
     x, y = data["x"], data["y"].astype(np.int64)
-    ids = fold_ids(y, folds, p["cv"]["seed"])
-    oof = np.zeros((len(y), config.N_CLASSES), np.float32)
+    assigned = assignments(y, p["cv"])
+    repeats = len(assigned)
+    oof = np.zeros((repeats, len(y), config.N_CLASSES), np.float32)  # each repeat's out-of-fold predictions
     test = np.zeros((len(x_test), config.N_CLASSES), np.float64)
-    fold_metrics = []
-    done = [k for k in range(1, folds + 1) if not finished_only or (fold_dir(model, k) / "metrics.json").exists()]
-    if not done:
+    fold_metrics, fold_accuracy = [], []
+    every = range(1, folds * repeats + 1)
+    done = [k for k in every if not finished_only or (fold_dir(model, k) / "metrics.json").exists()]
+    if not [k for k in done if k <= folds]:
         raise PipelineError(f"{model}: no fold has finished: nothing to assemble (`make cv MODEL={model}`)")
     for k in done:
-        check_rows(model, k, ids)
-        held = ids == k - 1
-        oof[held], test_k, parameters = fold_proba(model, k, x[held], x_test, tta)
+        held = held_out(assigned, k)
+        check_rows(model, k, held)
+        repeat = (k - 1) // folds
+        oof[repeat, held], test_k, parameters = fold_proba(model, k, x[held], x_test, tta)
         test += test_k / len(done)
         fold_metrics.append(read_json(fold_dir(model, k) / "metrics.json"))
-    scored = np.isin(ids, np.array(done) - 1)  # every row unless folds are missing
-    correct = (oof.argmax(axis=1) == y)[scored]
+        fold_accuracy.append(float((oof[repeat, held].argmax(axis=1) == y[held]).mean()))
+    scored = np.isin(assigned[0], np.array([k for k in done if k <= folds]) - 1)  # all rows unless folds are missing
+    correct = (oof[0].argmax(axis=1) == y)[scored]
     save_npz(
         config.cv_dir(model) / "oof.npz",
         index=np.arange(len(y)),
         y_true=y,
-        proba=oof,
-        fold=ids,
+        proba=oof[0],
+        fold=assigned[0],
         test_proba=test.astype(np.float32),
+        **({"proba_repeats": oof} if repeats > 1 else {}),
     )
+    ensemble = {}
+    if repeats > 1 and len(done) == len(every):  # every row scored by the mean of its R out-of-fold models
+        correct_mean = oof.mean(axis=0).argmax(axis=1) == y
+        ensemble = {
+            "oof_ensemble_accuracy": float(correct_mean.mean()),
+            "oof_ensemble_ci95": list(stats.accuracy_ci(correct_mean)),
+            "oof_ensemble_log_loss": stats.log_loss(y, oof.mean(axis=0)),
+        }
     epoch_seconds = [h["epoch_seconds"] for m in fold_metrics for h in m["history"][1:]]
     metrics = {
         "model": model,
@@ -185,8 +216,9 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
         "tta": tta,
         "oof_accuracy": float(correct.mean()),
         "oof_ci95": list(stats.accuracy_ci(correct)),
-        "oof_log_loss": stats.log_loss(y[scored], oof[scored]),
-        "fold_accuracy": [float((oof.argmax(axis=1) == y)[ids == k - 1].mean()) for k in done],
+        "oof_log_loss": stats.log_loss(y[scored], oof[0][scored]),
+        **ensemble,
+        "fold_accuracy": fold_accuracy,
         "folds_trained": done,
         "n_rows": int(scored.sum()),
         "parameters": parameters,
@@ -197,7 +229,7 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
         "params": p,
         "params_hash": params_mod.short_hash(p),
         "data_sha256": provenance.data_sha256(),
-        "folds_sha256": params_mod.short_hash(ids.tolist()),
+        "folds_sha256": params_mod.short_hash(assigned[0].tolist()),
         "outputs": outputs(config.cv_dir(model), ["oof.npz"]),
         "backend": keras.backend.backend(),
         "precision": "+".join(sorted({m.get("precision", "float32") for m in fold_metrics})),
@@ -210,18 +242,26 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
 def summary_line(m: dict) -> str:
     lo, hi = m["oof_ci95"]
     folds = " ".join(f"{a:.2%}" for a in m["fold_accuracy"])
-    return (
+    line = (
         f"{m['model']}: OOF accuracy {m['oof_accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}) over {m['n_rows']:,} rows, "
         f"{contents(m)}: {folds}{' (TTA)' if m['tta'] else ''}"
     )
+    if "oof_ensemble_accuracy" in m:
+        lo, hi = m["oof_ensemble_ci95"]
+        line += (
+            f"; each row's {m['cv']['repeats']} out-of-fold models averaged: {m['oof_ensemble_accuracy']:.2%} "
+            f"(95% CI {lo:.2%}-{hi:.2%})"
+        )
+    return line
 
 
 def contents(m: dict) -> str:
-    """'5 folds', or what a run stopped short holds: 'folds 1, 2 of 5 (stopped short)'."""
-    folds, done = m["cv"]["folds"], m.get("folds_trained") or list(range(1, m["cv"]["folds"] + 1))
-    if len(done) == folds:
-        return f"{folds} folds"
-    return f"folds {', '.join(map(str, done))} of {folds} (stopped short)"
+    """'5 folds' ('5 folds x 2 repeats'), or what a run stopped short holds: 'folds 1, 2 of 5 (stopped short)'."""
+    folds, repeats = m["cv"]["folds"], m["cv"].get("repeats", 1)
+    done = m.get("folds_trained") or list(range(1, folds * repeats + 1))
+    if len(done) == folds * repeats:
+        return f"{folds} folds" + (f" x {repeats} repeats" if repeats > 1 else "")
+    return f"folds {', '.join(map(str, done))} of {folds * repeats} (stopped short)"
 
 
 @cli
@@ -230,7 +270,7 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="command", required=True)
     fold = sub.add_parser("fold", help="train fold model k")
     fold.add_argument("--model", required=True)
-    fold.add_argument("--fold", type=int, required=True, help="1..cv.folds")
+    fold.add_argument("--fold", type=int, required=True, help="1..cv.folds x cv.repeats")
     together = sub.add_parser("assemble", help="OOF and test predictions of folds 1..N")
     together.add_argument("--model", required=True)
     together.add_argument("--folds", type=int, required=True)
@@ -238,13 +278,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.command == "fold":
         p = read_json(config.cv_dir(args.model) / "params.json")
-        if not 1 <= args.fold <= p["cv"]["folds"]:
-            raise PipelineError(f"--fold {args.fold}: cv.folds is {p['cv']['folds']}")
+        total = p["cv"]["folds"] * p["cv"].get("repeats", 1)
+        if not 1 <= args.fold <= total:
+            raise PipelineError(f"--fold {args.fold}: cv.folds x cv.repeats is {total}")
         data = load_npz(config.PROCESSED_DIR / "train.npz")
-        ids = fold_ids(data["y"], p["cv"]["folds"], p["cv"]["seed"])
-        m = train_fold(p, args.model, args.fold, data["x"], data["y"], ids)
+        held = held_out(assignments(data["y"], p["cv"]), args.fold)
+        m = train_fold(p, args.model, args.fold, data["x"], data["y"], held)
         print(
-            f"{args.model} fold {args.fold}/{p['cv']['folds']}: trained on {m['train_rows']:,} rows in "
+            f"{args.model} fold {args.fold}/{total}: trained on {m['train_rows']:,} rows in "
             f"{m['train_seconds']} s; held out {m['held_out_rows']:,}"
         )
     else:

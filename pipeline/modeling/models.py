@@ -137,14 +137,21 @@ ONE_FOLD_AT_A_TIME = ("cnn", "resnet")
 STUDY_ACCURACY = {"mlp": 0.9368, "lstm": 0.9839, "conv_gru": 0.9872}
 
 
-def build_model(name: str, augment: bool = False, seed: int | None = None, elastic: float = 0.0, **options):
+def build_model(
+    name: str, augment: bool = False, seed: int | None = None, elastic: float = 0.0, crop: int = 0, **options
+):
     """A model by name; with `augment`, a RandomAffine layer first (active in training only), with
-    an elastic distortion of `elastic` pixels when that is above 0.
+    an elastic distortion of `elastic` pixels when that is above 0, and random crops of `crop` pixels
+    in place of zoom and shift when that is above 0.
     `options` go to the factory (cnn, resnet: width)."""
     keras = _keras()
     from pipeline.modeling.augment import RandomAffine
 
     inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE), name="rows")
     # float32 under any precision: the warp's coordinates need more than 16 bits (27.5 in bfloat16 is 27.5 +- 0.1).
-    x = RandomAffine(elastic=elastic, seed=seed, dtype="float32", name="augment")(inputs) if augment else inputs
+    x = (
+        RandomAffine(elastic=elastic, crop=crop, seed=seed, dtype="float32", name="augment")(inputs)
+        if augment
+        else inputs
+    )
     return keras.Model(inputs, MODELS[name](x, seed=seed, **options), name=name)

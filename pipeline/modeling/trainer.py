@@ -9,7 +9,9 @@ number). `train_model` is everything `make train` does for one model (split, fit
 """
 
 import importlib.util
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -61,26 +63,38 @@ class Curves:
     with it against 2.3-2.9 s without (33,600 rows and the 8,400-row validation pass, JAX, this CPU)."""
 
     def __init__(self, log_dir: Path | None):
-        # TensorBoard's writer is TensorFlow's: log only where it is installed (a JAX-only GPU box has none).
-        installed = importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard")
-        self.log_dir = log_dir if log_dir is not None and installed else None
+        # TensorBoard's record format and protos, written to a plain file: not TensorFlow's writer, whose import
+        # costs ~5.5 s of CPU in every training process under JAX (tensorboard's own EventFileWriter imports
+        # TensorFlow too, for gfile, wherever it is installed). Where tensorboard is not installed, no curves.
+        self.log_dir = log_dir if log_dir is not None and importlib.util.find_spec("tensorboard") else None
         self.writers = {}
+
+    def _writer(self, split: str):
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        if split not in self.writers:
+            folder = self.log_dir / split
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}.pipeline"
+            self.writers[split] = RecordWriter(open(folder / name, "ab"))  # open for the run: a line per epoch
+            self.writers[split].write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        return self.writers[split]
 
     def write(self, row: dict) -> None:
         if self.log_dir is None:
             return
-        import tensorflow as tf
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
 
         for split, prefix in (("train", ""), ("validation", "val_")):
             scalars = {k: row[prefix + k] for k in ("loss", "accuracy") if prefix + k in row}
             if not scalars:
                 continue
-            if split not in self.writers:
-                self.writers[split] = tf.summary.create_file_writer(str(self.log_dir / split))
-            with self.writers[split].as_default(step=row["epoch"]):
-                for name, value in scalars.items():
-                    tf.summary.scalar(f"epoch_{name}", value)
-            self.writers[split].flush()  # a killed run keeps the epochs it finished
+            values = [Summary.Value(tag=f"epoch_{name}", simple_value=value) for name, value in scalars.items()]
+            event = Event(wall_time=time.time(), step=row["epoch"], summary=Summary(value=values))
+            self._writer(split).write(event.SerializeToString())
+            self._writer(split).flush()  # a killed run keeps the epochs it finished
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -131,13 +145,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
             print(f"{label}resuming {p['model']} after epoch {len(history)} of {p['epochs']} ({work_dir})", flush=True)
         else:
             keras.utils.set_random_seed(p["seed"])
-            model = build_model(
-                p["model"],
-                augment=p["augment"],
-                seed=p["seed"],
-                elastic=p.get("elastic", 0.0),
-                **params_mod.architecture(p),
-            )
+            model = build_model(p["model"], seed=p["seed"], **params_mod.build_options(p))
             model = compile_model(model, p, len(x))
     curves = Curves(log_dir)
     validation = (x_val, y_val) if x_val is not None else None
@@ -153,7 +161,10 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
             f"backend {keras.backend.backend()}, {p.get('precision', 'float32')}",
             flush=True,
         )
+    augment = next((layer for layer in model.layers if layer.name == "augment"), None)
     for epoch in range(len(history), p["epochs"]):
+        if augment is not None:  # the last clean_tail epochs see the images as they are (Doucet, Matuzas)
+            augment.strength.assign(0.0 if epoch >= p["epochs"] - p.get("clean_tail", 0) else 1.0)
         order = epoch_order(len(x), p["seed"], epoch)
         start = time.perf_counter()
         logs = model.fit(

@@ -114,9 +114,7 @@ def profile(p: dict, repeats: int) -> dict:
 
     precision = p.get("precision", "float32")
     keras.mixed_precision.set_global_policy(precision)
-    model = build_model(
-        p["model"], augment=p["augment"], seed=p["seed"], elastic=p.get("elastic", 0.0), **params_mod.architecture(p)
-    )
+    model = build_model(p["model"], seed=p["seed"], **params_mod.build_options(p))
     compile_model(model, p, ROWS_PER_EPOCH)
     dtype = keras.mixed_precision.global_policy().compute_dtype
     batch = p["batch_size"]

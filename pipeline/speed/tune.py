@@ -335,7 +335,7 @@ def _probe_here(spec: dict) -> dict:
 
     keras.mixed_precision.set_global_policy(p["precision"])
     bs = p["batch_size"]
-    model = build_model(p["model"], augment=p["augment"], seed=0, elastic=p["elastic"], **params_mod.architecture(p))
+    model = build_model(p["model"], seed=0, **params_mod.build_options(p))
     compile_model(model, p, n_train=bs * 100)
     rng = np.random.default_rng(0)
     x = rng.random((bs * MAX_STEPS, config.IMAGE_SIDE, config.IMAGE_SIDE), dtype=np.float32)
