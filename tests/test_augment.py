@@ -1,7 +1,7 @@
 """Each augmentation stays within its stated range (pipeline/modeling/augment.py, params.toml):
 rotations of up to 10 degrees (degrees, not radians), zooms of up to 10%, shifts of up to 10% of the
-side, an elastic distortion of at most `elastic` pixels, and Doucet's random crops (`crop`); at strength 0
-(the trainer's `clean_tail` epochs) the images pass through as they are.
+side, an elastic distortion of at most `elastic` pixels, and Doucet's random crops (`crop`); inactive (the
+trainer's `clean_tail` epochs) the images pass through as they are.
 
 Measured, not read from the code: the layer warps two ramps (each pixel's value its column, or its
 row), so every output pixel shows the point of the input it sampled (bilinear interpolation of a
@@ -117,11 +117,11 @@ def test_a_random_crop_is_a_window_of_that_side_resized_to_the_image_at_a_random
 
 
 @pytest.mark.parametrize("options", [{}, {"crop": 25, "elastic": 8.0}])
-def test_at_strength_zero_the_images_pass_through_as_they_are(options):
+def test_inactive_the_layer_passes_the_images_through_as_they_are(options):
     images = np.random.default_rng(0).random((8, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     layer = model_augmentation(**options)(0)
     assert not np.allclose(np.asarray(layer(images, training=True)), images)
-    layer.strength.assign(0.0)
+    layer.active = False
     np.testing.assert_allclose(np.asarray(layer(images, training=True)), images, atol=1e-5)
 
 
@@ -139,11 +139,16 @@ def trained_weights(tmp_path, **overrides) -> list[np.ndarray]:
 
 
 def test_a_clean_tail_epoch_trains_on_the_images_as_they_are(tmp_path):
-    # The compiled step reads the strength the trainer sets: one epoch with augmentation at strength 0 makes
-    # the weights of one without augmentation (the same seed, the same draws), and one at strength 1 does not.
+    # The compiled step is traced again when the trainer turns the augmentation off: one epoch with it off makes
+    # the weights of one without the layer (the same seed, the same draws), and one with it on does not.
     plain = trained_weights(tmp_path, augment="false")
     clean = trained_weights(tmp_path, augment="true", clean_tail=1)
     augmented = trained_weights(tmp_path, augment="true", clean_tail=0)
     for a, b in zip(plain, clean, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(plain, augmented, strict=True))
+    # Turned off after an augmented epoch, once the step is compiled with it: the second epoch then differs
+    # from an augmented one (a step not traced again would keep augmenting, and make the same weights).
+    tail = trained_weights(tmp_path, augment="true", epochs=2, clean_tail=1)
+    augmented_twice = trained_weights(tmp_path, augment="true", epochs=2, clean_tail=0)
+    assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(tail, augmented_twice, strict=True))

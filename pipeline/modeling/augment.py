@@ -114,19 +114,18 @@ class RandomAffine(keras.layers.Layer):
         self.rotation, self.zoom, self.shift, self.seed = rotation, zoom, shift, seed
         self.elastic, self.elastic_sigma, self.crop = elastic, elastic_sigma, crop
         self.seed_generator = keras.random.SeedGenerator(seed)
-        # 1 augments, 0 passes the images through: the trainer sets it per epoch (a last epoch on the images
-        # as they are). A variable, not an attribute, so the compiled step reads it without being retraced.
-        self.strength = self.add_weight(shape=(), initializer="ones", trainable=False, name="strength")
+        # False passes the images through as they are, in training too: the trainer's clean_tail epochs. Not a
+        # weight (it would count as a parameter of every augmented model): the trainer retraces the step instead.
+        self.active = True
 
     def call(self, images, training=False):
-        if not training:
+        if not training or not self.active:
             return images
         n = ops.shape(images)[0]
 
         def uniform(limit):
             return keras.random.uniform((n,), -limit, limit, seed=self.seed_generator)
 
-        strength = ops.cast(self.strength, images.dtype)
         angle = uniform(math.radians(self.rotation))
         if self.crop:  # a crop-x-crop window at a random place, resized to the side (Doucet's), for zoom and shift
             scale = ops.ones_like(angle) * (IMAGE_SIDE / self.crop)
@@ -134,11 +133,10 @@ class RandomAffine(keras.layers.Layer):
         else:
             scale = 1.0 + uniform(self.zoom)
             tx, ty = uniform(self.shift * IMAGE_SIDE), uniform(self.shift * IMAGE_SIDE)
-        matrices = affine_matrices(angle * strength, 1.0 + (scale - 1.0) * strength, tx * strength, ty * strength)
+        matrices = affine_matrices(angle, scale, tx, ty)
         if self.elastic:  # the native kernel warps affinely only: the gathers take the field too
             noise = keras.random.uniform((n, IMAGE_SIDE, IMAGE_SIDE, 2), -1.0, 1.0, seed=self.seed_generator)
-            field = elastic_field(noise, self.elastic, self.elastic_sigma) * strength
-            return warp(images, *matrices, displacement=field)
+            return warp(images, *matrices, displacement=elastic_field(noise, self.elastic, self.elastic_sigma))
         fastest = native_warp if keras.backend.backend() == "tensorflow" else warp
         return fastest(images, *matrices)
 

@@ -163,8 +163,10 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
         )
     augment = next((layer for layer in model.layers if layer.name == "augment"), None)
     for epoch in range(len(history), p["epochs"]):
-        if augment is not None:  # the last clean_tail epochs see the images as they are (Doucet, Matuzas)
-            augment.strength.assign(0.0 if epoch >= p["epochs"] - p.get("clean_tail", 0) else 1.0)
+        clean = epoch >= p["epochs"] - p.get("clean_tail", 0)  # the last epochs see the images as they are
+        if augment is not None and augment.active == clean:
+            augment.active = not clean
+            model.train_function = None  # Keras traces the step again, now with (or without) the augmentation
         order = epoch_order(len(x), p["seed"], epoch)
         start = time.perf_counter()
         logs = model.fit(
