@@ -320,7 +320,7 @@ def tree_state(folder: Path) -> dict:
 MOUNTS = {"new mount": ("competitions", config.COMPETITION), "legacy mount": (config.COMPETITION,)}
 
 
-def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS):
+def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS, settings=("MODEL=conv_gru",)):
     """`make kernel EPOCHS=2` (the default model, conv_gru) in a copy of the project, against a fake
     Kaggle that runs the pushed script in a simulated notebook: the packages of Kaggle's image
     (tests/kaggle_image/requirements.txt, on Python 3.12 where there is one), <tmp>/kaggle as KAGGLE_ROOT
@@ -372,7 +372,7 @@ def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS
         "KERNEL_POLL": "1",
     }
     start = time.monotonic()
-    proc = run(["make", f"VENV={venv_dir()}", "kernel", "EPOCHS=2"], cwd=project, env=env, timeout=900)
+    proc = run(["make", f"VENV={venv_dir()}", "kernel", *settings, "EPOCHS=2"], cwd=project, env=env, timeout=900)
     try:
         yield SimpleNamespace(
             project=project,
@@ -386,6 +386,7 @@ def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS
             input_before=input_before,
             mount=mount,
             test_rows=test_rows,
+            model=settings[0].removeprefix("MODEL="),
         )
     finally:
         fake.wait_for_runs()
@@ -400,8 +401,9 @@ def kernel_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def legacy_kernel_run(tmp_path_factory):
-    """The same on the older mount, with a cut of the sample (where it is found is the point, not its size)."""
-    yield from notebook_run(tmp_path_factory, "legacy mount", test_rows=200)
+    """The same on the older mount, with a cut of the sample and the MLP (where it is found is the point, not
+    its size nor its model)."""
+    yield from notebook_run(tmp_path_factory, "legacy mount", test_rows=200, settings=("MODEL=mlp",))
 
 
 @pytest.mark.slow
@@ -434,7 +436,7 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(run_of, req
     bare = subprocess.run([kernel_run.python, "-c", "import pipeline"], cwd=root, capture_output=True, text=True)
     assert bare.returncode != 0 and "No module named 'pipeline'" in bare.stderr
     log = "".join(e["data"] for e in json.loads(pushed.log))
-    assert "[pipeline] $ make -C " in log and "submission MODEL=conv_gru EPOCHS=2 PYTHON=" in log
+    assert "[pipeline] $ make -C " in log and f"submission MODEL={kernel_run.model} EPOCHS=2 PYTHON=" in log
     assert "asked for NvidiaTeslaT4, got: no GPU" in log
     # The data came from where Kaggle mounted it, and nothing was written there.
     working = root / "working"
@@ -451,11 +453,11 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(run_of, req
         "pipeline-run.json",
         "submission.csv",
     ]
-    assert "data/processed/train.npz" in names and "models/conv_gru/model.keras" in names
+    assert "data/processed/train.npz" in names and f"models/{kernel_run.model}/model.keras" in names
     assert not [n for n in names if n.endswith((".csv",)) and not n.startswith("submissions/")]
     assert not [n for n in names if n.endswith(("arrays.npz", "test.npz"))]
     record = json.loads((working / "pipeline-run.json").read_text())
-    assert record["returncode"] == 0 and record["settings"] == {"MODEL": "conv_gru", "EPOCHS": "2"}
+    assert record["returncode"] == 0 and record["settings"] == {"MODEL": kernel_run.model, "EPOCHS": "2"}
     assert proc.stdout.strip().splitlines()[-1] == "kernel: the notebook ran on no GPU (asked for NvidiaTeslaT4)"
     measured(
         f"make kernel ({kernel_run.mount}, the image's packages on Python {python}): {kernel_run.seconds:.0f} s; "
