@@ -153,7 +153,9 @@ def costs(model: str, params: dict, measure: bool = True) -> list[Cost] | None:
     found = []
     for name in cv_models(model, params):
         p = params_mod.for_model(params, params["ensemble"]["model"] if name == "ensemble" else name)
-        run = tune.resolve(p, measure=measure, say=lambda line: None)
+        # Where the cache lacks it, the timing says so (a minute or two of silence otherwise); a cached choice is
+        # said by the fold that uses it.
+        run = tune.resolve(p, measure=measure, say=lambda line: print(line, flush=True) if "timing" in line else None)
         timings = tune.cached_timings(p)
         per_step = timings.get(f"{run['backend']} {run['precision']}")
         if per_step is None and (not measure or os.environ.get("PIPELINE_TUNE") == "off"):
@@ -184,7 +186,7 @@ def run(model: str, overrides: list[str], budget_min: float | None) -> int:
     folds = params["cv"]["folds"]
     # The same target again, planned; the make variables of this run reach it through MAKEFLAGS.
     again = ["make", "--no-print-directory", "submission", "PLANNED=1", "BUDGET="]
-    found = costs(model, params, measure=budget_min is not None)
+    found = costs(model, params)  # measured here once (the first fold would time it anyway), then cached
     if found is None:  # no timing here, and none wanted: run as configured
         print(f"plan: the recipe as configured; its time here is not measured ({model})", flush=True)
         return subprocess.call(again)

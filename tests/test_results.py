@@ -62,3 +62,38 @@ def test_a_submission_row_gives_the_wall_time_of_the_whole_make_run(tmp_path):
         "| `make submission MODEL=blend DATA=x.zip` | submission-blend.csv | 99.71% OOF (5 folds) | 99.66%-99.76% "
         "| 81.0 min | 2 cores, AMD EPYC | 2026-12-01 |"
     ) in table
+
+
+def test_results_are_a_log_earlier_runs_rows_and_sections_stay_and_a_repeated_kfold_quotes_both_figures(tmp_path):
+    run = {"command": "make submission MODEL=cnn CV=1", "id": "7-1", "cores": 2, "cpu": "AMD EPYC (AVX2, no bf16)"}
+    write(
+        tmp_path / "submissions/submission-cnn-cv.json",
+        {
+            "submission_sha256": "s",
+            "oof_accuracy": 0.9962,
+            "oof_ci95": [0.9956, 0.9968],
+            "folds": 5,
+            "repeats": 2,
+            "oof_ensemble_accuracy": 0.9967,
+            "oof_ensemble_ci95": [0.9961, 0.9972],
+            "provenance": {"run": run | {"started": "2026-12-07T07:00:00Z", "finished": "2026-12-07T08:40:00Z"}},
+        },
+    )
+    earlier_row = "| `make submission` | submission.csv | 99.19% on its split | ±0.15 | 3.6 min | x | 2026-12-01 |"
+    previous = (
+        "# Results\n\n## Submissions\n\n| command | writes | quotes | 95% interval | wall time | machine | date |\n"
+        f"|---|---|---|---|---|---|---|\n{earlier_row}\n\n## Accuracy per compute (`make frontier`)\nold frontier\n"
+    )
+
+    text = results.document([tmp_path], previous)
+
+    assert earlier_row in text  # made in another clone, on another day: kept
+    assert text.index(earlier_row) < text.index("submission-cnn-cv.csv")
+    assert (
+        "| 99.62% OOF (5 folds); 99.67% with each row's 2 out-of-fold models averaged (2 x 5 folds) "
+        "| 99.56%-99.68%; 99.61%-99.72% |"
+    ) in text
+    assert (
+        "## Accuracy per compute (`make frontier`)\nold frontier" in text
+    )  # no frontier in this root: the earlier one
+    assert results.document([tmp_path], text) == text  # made again, nothing doubles

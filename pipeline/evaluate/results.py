@@ -110,6 +110,13 @@ def minutes(seconds: float | None) -> str:
 
 def figure(prov: dict) -> tuple[str, str]:
     """(what it quotes, its interval) for a submission's provenance."""
+    if prov.get("oof_ensemble_accuracy") is not None:  # repeated k-fold: one model per row, and R averaged
+        (lo, hi), (elo, ehi), r = prov["oof_ci95"], prov["oof_ensemble_ci95"], prov["repeats"]
+        return (
+            f"{prov['oof_accuracy']:.2%} OOF ({prov['folds']} folds); {prov['oof_ensemble_accuracy']:.2%} with each "
+            f"row's {r} out-of-fold models averaged ({r} x {prov['folds']} folds)",
+            f"{lo:.2%}-{hi:.2%}; {elo:.2%}-{ehi:.2%}",
+        )
     if prov.get("oof_accuracy") is not None:
         lo, hi = prov["oof_ci95"]
         return f"{prov['oof_accuracy']:.2%} OOF ({prov['folds']} folds)", f"{lo:.2%}-{hi:.2%}"
@@ -155,7 +162,7 @@ def submissions_table(outs: list[Path]) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", rows
 
 
-def section(title: str, path: Path, note: str) -> str:
+def _section(title: str, path: Path, note: str) -> str:
     if not path.is_file():
         return ""
     return f"\n## {title}\n{note}\n\n{path.read_text(encoding='utf-8').strip()}\n"
@@ -182,13 +189,39 @@ def bench_run(path: Path) -> str:
     )
 
 
-def document(outs: list[Path]) -> str:
+def earlier(previous: str) -> tuple[list[str], dict[str, str]]:
+    """What a previous docs/results.md holds: its submission rows, and its other sections by title. The
+    document is a log: runs made in other clones (on other machines, other days) stay in it."""
+    rows = [line for line in previous.splitlines() if line.startswith("| `make ")]
+    sections = {}
+    for part in re.split(r"\n(?=## )", previous)[1:]:
+        title, _, body = part.partition("\n")
+        sections[title.removeprefix("## ").strip()] = part.strip()
+    return rows, sections
+
+
+def with_earlier(table: str, rows: list[str]) -> str:
+    """The submissions table with the earlier rows its runs do not repeat, the earlier ones first."""
+    lines = table.rstrip("\n").split("\n")
+    head, fresh = lines[:2], lines[2:]
+    kept = [row for row in rows if row not in fresh]
+    return "\n".join([*head, *kept, *fresh]) + "\n"
+
+
+def document(outs: list[Path], previous: str = "") -> str:
     table, rows = submissions_table(outs)
-    if not rows:
+    old_rows, old_sections = earlier(previous)
+    if not rows and not old_rows:
         raise PipelineError(
             f"no submission with a recorded run under {', '.join(str(o / 'submissions') for o in outs)}: "
             "make one first (`make submission ...`), then `make results`"
         )
+    table = with_earlier(table, old_rows)
+
+    def section(title: str, path: Path, note: str) -> str:  # this run's, else the earlier document's
+        made = _section(title, path, note)
+        return made or (f"\n{old_sections[title]}\n" if title in old_sections else "")
+
     return (
         "\n".join(
             [
@@ -251,9 +284,10 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
     roots = [r.resolve() for r in args.roots] or [config.OUT]
-    text = document(roots)
+    previous = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
+    text = document(roots, previous)
     write_text(args.out, text)
-    table, _ = submissions_table(roots)
+    table = text.split("## Submissions\n\n", 1)[1].split("\n\n", 1)[0] + "\n"
     readme = "and the README's table" if update_readme(table) else f"(no results markers in {README.name})"
     print(f"wrote {args.out} {readme}")
 
