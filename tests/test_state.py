@@ -1,5 +1,7 @@
 """No state that lies: two runs at once in one checkout, and damaged artifacts with fresh times."""
 
+import os
+import signal
 import subprocess
 import time
 
@@ -16,11 +18,15 @@ def make_cmd(*args):
 
 def start(root, *args, env=None):
     """`make ARGS` in the background (stdout and stderr merged)."""
-    import os
-
     full = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")} | {"HOME": str(root / "home")}
     return subprocess.Popen(
-        make_cmd(*args), cwd=root, env=full | (env or {}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        make_cmd(*args),
+        cwd=root,
+        env=full | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: stopping it stops the stage it runs too
     )
 
 
@@ -59,8 +65,9 @@ def test_with_wait_0_the_second_run_refuses_in_one_line(shared, tmp_path):
     first = start(root, "train", "EPOCHS=2")
     wait_for_line(first, "training conv_gru")
     second = run(make_cmd("train", "EPOCHS=2", "WAIT=0"), cwd=root)
-    first.communicate(timeout=600)
-    assert first.returncode == 0
+    assert first.poll() is None  # still training: what the second met was its lock
+    os.killpg(first.pid, signal.SIGTERM)  # the refusal is the point, not the first run's training
+    first.communicate(timeout=60)
     assert second.returncode != 0
     errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr

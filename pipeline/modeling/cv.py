@@ -17,8 +17,9 @@ good as one of them: the OOF figure errs on the pessimistic side.
 Repeated k-fold (`cv.repeats` = R > 1) measures that average instead of bounding it: repeat r splits
 the rows again with seed `cv.seed + r`, fold models k = 1..folds x R (repeat (k-1) // folds), and every
 row gets R out-of-fold predictions from R different models. Their mean, scored, is the OOF accuracy of an
-R-model average ("ensemble OOF", still below the test prediction's folds x R models); the single-model
-figure stays repeat 1's, comparable with every other run. It costs R times the training.
+R-model average ("ensemble OOF"; the test prediction averages folds x R models, each on more rows, so it
+is expected to do at least as well); the single-model figure stays repeat 1's, comparable with every other
+run. It costs R times the training.
 
 MODEL=ensemble trains `ensemble.members` members per fold (each its own seed) and averages them.
 """
