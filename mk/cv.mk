@@ -1,6 +1,6 @@
 ##@ Cross-validation
 # Included by the main Makefile (PY, VENV_OK, MODELS, REPORTS, PROCESSED, STATE, OVERRIDES, MODEL, CV,
-# and, from pipeline/makevars.py, MODEL_NAMES, N_FOLDS, FOLD_NUMBERS, BLEND_MODELS, COMPARE_DEFAULT,
+# and, from pipeline/makevars.py, MODEL_NAMES, N_FOLDS, N_REPEATS, FOLD_NUMBERS, BLEND_MODELS, COMPARE_DEFAULT,
 # CV_ONE_AT_A_TIME and CODE.<module> come from there). A CV run is models/<m>/cv/{metrics.json,oof.npz}.
 .PHONY: blend compare
 
@@ -48,7 +48,7 @@ $(MODELS)/$(1)/cv/folds.sha256: FORCE | $(VENV_OK)
 
 $(MODELS)/$(1)/cv/metrics.json: $(MODELS)/$(1)/cv/params.json $(MODELS)/$(1)/predict.json $(PROCESSED)/features.json \
 		$(MODELS)/$(1)/cv/folds.sha256 $(CODE.pipeline.modeling.cv)
-	@STAGE_DEPS='$$^ $$(CV_FOLDS.$(1))' $$(PY) -m pipeline.stage $$@ -m pipeline.modeling.cv assemble --model $(1) --folds $(N_FOLDS)
+	@STAGE_DEPS='$$^ $$(CV_FOLDS.$(1))' $$(PY) -m pipeline.stage $$@ -m pipeline.modeling.cv assemble --model $(1) --folds $(N_FOLDS) --repeats $(N_REPEATS)
 endef
 $(foreach m,$(CV_MODELS),$(eval $(call cv_rules,$(m))))
 

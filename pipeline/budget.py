@@ -129,7 +129,11 @@ def expected_accuracy(model: str, p: Plan) -> str:
     m = cv_runs().get(model)
     if m is None:
         return "expected accuracy unknown (no finished CV run of it here: `make frontier` lists them)"
-    same = model != "blend" and m["cv"]["folds"] == p.folds and m["params"].get("epochs") == p.epochs.get(model)
+    same = (
+        model != "blend"
+        and (m["cv"]["folds"], m["cv"].get("repeats", 1)) == (p.folds, p.repeats)
+        and m["params"].get("epochs") == p.epochs.get(model)
+    )
     how = (
         "a finished run of these settings"
         if same
@@ -232,7 +236,10 @@ def partial(model: str, overrides: list[str]) -> None:
             str(config.model_dir(name) / "predict.json"),
             *overrides,
         )
-        python("pipeline.modeling.cv", "assemble", "--model", name, "--folds", folds, "--finished")
+        repeats = str(params["cv"]["repeats"])
+        python(
+            "pipeline.modeling.cv", "assemble", "--model", name, "--folds", folds, "--repeats", repeats, "--finished"
+        )
     if model == "blend":
         python("pipeline.modeling.blend", "--models", *params["blend"]["models"])
     python("pipeline.modeling.predict", "--model", model, "--cv")

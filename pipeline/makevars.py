@@ -171,6 +171,7 @@ def fragment(v: dict, code: Path) -> str:
         "OVERRIDES": " ".join(asked["overrides"]),
         "MAKEVARS_ERROR": asked["error"],
         "N_FOLDS": params["cv"]["folds"] if params else "",
+        "N_REPEATS": params["cv"]["repeats"] if params else "",
         # fold models 1..folds x repeats (pipeline/modeling/cv.py: repeat r's are r x folds + 1..folds)
         "FOLD_NUMBERS": " ".join(map(str, range(1, params["cv"]["folds"] * params["cv"]["repeats"] + 1)))
         if params

@@ -337,7 +337,9 @@ def for_cv(params: dict, model: str) -> dict:
         resolved["member"] = {k: v for k, v in resolved["member"].items() if k not in ("data", "full_data")}
     else:
         resolved = {k: v for k, v in for_model(params, model).items() if k not in ("data", "full_data")}
-    return resolved | {"cv": params["cv"]}
+    # Not the repeat count: a fold model is the same whatever the repeats after it (adding repeats must not
+    # retrain the finished folds); the assembly is told it (`cv assemble --repeats`).
+    return resolved | {"cv": {k: v for k, v in params["cv"].items() if k != "repeats"}}
 
 
 def for_ensemble(params: dict) -> dict:

@@ -176,14 +176,14 @@ def test_repeated_kfold_scores_each_row_by_the_mean_of_its_out_of_fold_models(tm
     monkeypatch.setattr(cv, "load_npz", lambda path: dict(np.load(path)))  # no stage made these arrays
     files.save_npz(config.PROCESSED_DIR / "train.npz", x=x, y=y)
     files.save_npz(config.PROCESSED_DIR / "test.npz", x=x[:5])
-    p = {"model": "mlp", "backend": "jax", "cv": {"folds": folds, "seed": 42, "repeats": 2}}
+    p = {"model": "mlp", "backend": "jax", "cv": {"folds": folds, "seed": 42}}  # the folds' params: no repeats
     files.write_json(config.cv_dir("mlp") / "params.json", p)
     files.write_json(config.model_dir("mlp") / "predict.json", {"tta": False})
-    assigned = cv.assignments(y, p["cv"])
+    assigned = cv.assignments(y, p["cv"], 2)
     assert not np.array_equal(assigned[0], assigned[1])  # another split, not the same one twice
     right = [np.arange(n) % 2 == 0, np.arange(n) % 3 == 0]  # which rows each repeat's models get right
     for k in range(1, folds * 2 + 1):
-        held = cv.held_out(assigned, k)
+        held = cv.held_out(y, p["cv"], k)
         assert held.sum() == n // folds
         files.save_npz(cv.fold_dir("mlp", k) / "rows.npz", train=np.flatnonzero(~held), held_out=np.flatnonzero(held))
         files.write_json(
@@ -191,7 +191,7 @@ def test_repeated_kfold_scores_each_row_by_the_mean_of_its_out_of_fold_models(tm
             {"models": [], "history": [{"epoch": 0, "loss": 1.0, "epoch_seconds": 1.0}], "train_seconds": 1},
         )
     # every row is held out once per repeat
-    assert all(sum(cv.held_out(assigned, k) for k in ks).max() == 1 for ks in ([1, 2, 3], [4, 5, 6]))
+    assert all(sum(cv.held_out(y, p["cv"], k) for k in ks).max() == 1 for ks in ([1, 2, 3], [4, 5, 6]))
 
     def fold_proba(model, k, x_held, x_test, tta):
         rows = x_held[:, 0, 0].astype(int)
@@ -202,11 +202,11 @@ def test_repeated_kfold_scores_each_row_by_the_mean_of_its_out_of_fold_models(tm
         return proba, np.full((len(x_test), 10), k, np.float32), 7
 
     monkeypatch.setattr(cv, "fold_proba", fold_proba)
-    m = cv.assemble("mlp", folds)
+    m = cv.assemble("mlp", folds, repeats=2)
     assert m["oof_accuracy"] == pytest.approx(right[0].mean())
     assert m["oof_ensemble_accuracy"] == pytest.approx((right[0] | right[1]).mean())  # one right is enough
     assert m["fold_accuracy"] == [
-        pytest.approx(right[r][cv.held_out(assigned, k)].mean())
+        pytest.approx(right[r][cv.held_out(y, p["cv"], k)].mean())
         for r, k in [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (1, 6)]
     ]
     oof = np.load(config.cv_dir("mlp") / "oof.npz")

@@ -97,3 +97,10 @@ def test_results_are_a_log_earlier_runs_rows_and_sections_stay_and_a_repeated_kf
         "## Accuracy per compute (`make frontier`)\nold frontier" in text
     )  # no frontier in this root: the earlier one
     assert results.document([tmp_path], text) == text  # made again, nothing doubles
+    # The same run read again, written otherwise (here: its .venv time no longer known), replaces its row.
+    fresh_row = next(line for line in text.splitlines() if "submission-cnn-cv.csv" in line)
+    drifted = text.replace(fresh_row, fresh_row.replace("| 100.0 min |", "| 100.0 min (+ 1.0 min building .venv) |"))
+    assert drifted != text and results.document([tmp_path], drifted) == text
+    # A row whose command was not a make command (a stage run by hand) stays too.
+    by_hand = "| `python -m pipeline.modeling.predict` | submission.csv | 99.00% | ±0.15 | 1.0 min | x | 2026-12-02 |"
+    assert by_hand in results.document([tmp_path], text.replace(earlier_row, f"{earlier_row}\n{by_hand}"))

@@ -63,11 +63,13 @@ def test_two_make_submissions_at_once_train_once_and_both_succeed(tmp_path):
 def test_with_wait_0_the_second_run_refuses_in_one_line(shared, tmp_path):
     root, _ = shared.copy("submitted", tmp_path / "project")  # features made: the model is what they meet at
     first = start(root, "train", "EPOCHS=2")
-    wait_for_line(first, "training conv_gru")
-    second = run(make_cmd("train", "EPOCHS=2", "WAIT=0"), cwd=root)
-    assert first.poll() is None  # still training: what the second met was its lock
-    os.killpg(first.pid, signal.SIGTERM)  # the refusal is the point, not the first run's training
-    first.communicate(timeout=60)
+    try:
+        wait_for_line(first, "training conv_gru")
+        second = run(make_cmd("train", "EPOCHS=2", "WAIT=0"), cwd=root)
+        assert first.poll() is None  # still training: what the second met was its lock
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)  # the refusal is the point, not the first run's training
+        first.communicate(timeout=60)
     assert second.returncode != 0
     errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr

@@ -157,6 +157,8 @@ def summarize(
                 "oof_accuracy",
                 "oof_log_loss",
                 "fold_accuracy",
+                "oof_ensemble_accuracy",
+                "oof_ensemble_ci95",
                 "cv",
                 "parameters",
                 "seconds_per_epoch",
@@ -472,7 +474,17 @@ def render_html(summary: dict, history: list[dict], table) -> str:
             (
                 "folds",
                 f"{cv.get('folds', len(folds) or '–')} (stratified, seed {cv.get('seed', '–')})"
+                + (f" x {cv['repeats']} repeats (seeds +1, ...)" if cv.get("repeats", 1) > 1 else "")
                 + (f"; accuracy per fold {', '.join(f'{a:.2%}' for a in folds)}" if folds else ""),
+            )
+        )
+    if t.get("oof_ensemble_accuracy") is not None:  # repeated k-fold: each row's out-of-fold models averaged
+        lo, hi = t["oof_ensemble_ci95"]
+        facts.append(
+            (
+                "ensemble OOF accuracy",
+                f"{t['oof_ensemble_accuracy']:.2%} (each row's {t['cv']['repeats']} out-of-fold models averaged; "
+                f"95% interval {lo:.2%}–{hi:.2%})",
             )
         )
     if t.get("weights"):  # a blend: its members and their (all-rows) weights

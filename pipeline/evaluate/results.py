@@ -190,21 +190,34 @@ def bench_run(path: Path) -> str:
 
 
 def earlier(previous: str) -> tuple[list[str], dict[str, str]]:
-    """What a previous docs/results.md holds: its submission rows, and its other sections by title. The
-    document is a log: runs made in other clones (on other machines, other days) stay in it."""
-    rows = [line for line in previous.splitlines() if line.startswith("| `make ")]
-    sections = {}
+    """What a previous docs/results.md holds: the rows of its submissions table, and its other sections by
+    title. The document is a log: runs made in other clones (on other machines, other days) stay in it."""
+    rows, sections = [], {}
     for part in re.split(r"\n(?=## )", previous)[1:]:
         title, _, body = part.partition("\n")
-        sections[title.removeprefix("## ").strip()] = part.strip()
+        title = title.removeprefix("## ").strip()
+        if title == "Submissions":
+            table = body.strip().split("\n\n")[0].splitlines()
+            rows = [line for line in table[2:] if line.startswith("|")]  # after the header and its rule
+        else:
+            sections[title] = part.strip()
     return rows, sections
 
 
+def row_key(row: str) -> tuple[str, ...]:
+    """A submission row's run: its command, what it wrote, the machine and the day (its figures and times may
+    be written differently when the same run is read again)."""
+    cells = [cell.strip() for cell in row.strip()[1:-1].split(" | ")]
+    return (cells[0], cells[1], cells[5], cells[6]) if len(cells) == 7 else (row,)
+
+
 def with_earlier(table: str, rows: list[str]) -> str:
-    """The submissions table with the earlier rows its runs do not repeat, the earlier ones first."""
+    """The submissions table with the earlier rows of other runs, the earlier ones first; a run read again
+    replaces its earlier row."""
     lines = table.rstrip("\n").split("\n")
     head, fresh = lines[:2], lines[2:]
-    kept = [row for row in rows if row not in fresh]
+    again = {row_key(row) for row in fresh}
+    kept = [row for row in rows if row_key(row) not in again]
     return "\n".join([*head, *kept, *fresh]) + "\n"
 
 
@@ -287,7 +300,7 @@ def main(argv=None):
     previous = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
     text = document(roots, previous)
     write_text(args.out, text)
-    table = text.split("## Submissions\n\n", 1)[1].split("\n\n", 1)[0] + "\n"
+    table = text.split("## Submissions\n\n", 1)[1].split("\n\n", 1)[0].rstrip("\n") + "\n"
     readme = "and the README's table" if update_readme(table) else f"(no results markers in {README.name})"
     print(f"wrote {args.out} {readme}")
 

@@ -302,7 +302,7 @@ def trainings(settings: dict, overrides: list[str]) -> list[dict]:
     for name in names:
         members = params["ensemble"]["members"] if name == "ensemble" else 1
         p = params_mod.for_model(params, params["ensemble"]["model"] if name == "ensemble" else name)
-        folds = params["cv"]["folds"] if cv else 1
+        folds = params["cv"]["folds"] * params["cv"]["repeats"] if cv else 1  # fold models: folds x repeats
         share = (folds - 1) / folds if cv else (1.0 if p["full_data"] else 1 - p["data"]["val_fraction"])
         per_image = flops.per_image(p["model"], json.dumps(params_mod.architecture(p), sort_keys=True))
         found.append(

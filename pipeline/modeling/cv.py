@@ -38,6 +38,8 @@ from pipeline.errors import PipelineError, cli
 from pipeline.files import atomic_path, load_npz, outputs, read_json, save_npz, write_json
 from pipeline.modeling.trainer import fit, mean_history, member_params, work_dir_for
 
+MAX_REPEATS = params_mod.CV_KEYS["repeats"][2]
+
 
 def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Each row's fold, 0..folds-1: stratified, so every fold has the labels' proportions."""
@@ -52,16 +54,17 @@ def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return ids
 
 
-def assignments(y: np.ndarray, cv: dict) -> list[np.ndarray]:
+def assignments(y: np.ndarray, cv: dict, repeats: int) -> list[np.ndarray]:
     """Each repeat's fold of every row (repeat r, 0-based, splits with seed cv.seed + r)."""
-    return [fold_ids(y, cv["folds"], cv["seed"] + r) for r in range(cv.get("repeats", 1))]
+    return [fold_ids(y, cv["folds"], (cv["seed"] + r) % 2**32) for r in range(repeats)]
 
 
-def held_out(assigned: list[np.ndarray], k: int) -> np.ndarray:
-    """Fold model k's (1-based, 1..folds x repeats) held-out rows, as a mask: fold (k-1) % folds of
-    repeat (k-1) // folds."""
-    repeat, fold = divmod(k - 1, int(assigned[0].max()) + 1)
-    return assigned[repeat] == fold
+def held_out(y: np.ndarray, cv: dict, k: int) -> np.ndarray:
+    """Fold model k's (1-based: repeat (k-1) // folds, its fold (k-1) % folds) held-out rows, as a mask."""
+    if k < 1:
+        raise PipelineError(f"fold model {k}: they are numbered from 1")
+    repeat, fold = divmod(k - 1, cv["folds"])
+    return assignments(y, cv, repeat + 1)[repeat] == fold
 
 
 def fold_dir(model: str, k: int) -> Path:
@@ -161,8 +164,8 @@ def check_rows(model: str, k: int, held_mask: np.ndarray) -> None:
         )
 
 
-def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
-    """OOF and test predictions of folds 1..folds. With `finished_only` (a run stopped by its budget or
+def assemble(model: str, folds: int, finished_only: bool = False, repeats: int = 1) -> dict:
+    """OOF and test predictions of fold models 1..folds x repeats. With `finished_only` (a run stopped by its budget or
     by Ctrl-C), of the folds that finished: the OOF figure then covers their held-out rows only, the
     test prediction is their mean, and the metrics say which folds they were."""
     from pipeline.modeling import backend
@@ -174,8 +177,7 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
 
     data, x_test = load_npz(config.PROCESSED_DIR / "train.npz"), load_npz(config.PROCESSED_DIR / "test.npz")["x"]
     x, y = data["x"], data["y"].astype(np.int64)
-    assigned = assignments(y, p["cv"])
-    repeats = len(assigned)
+    assigned = assignments(y, p["cv"], repeats)
     oof = np.zeros((repeats, len(y), config.N_CLASSES), np.float32)  # each repeat's out-of-fold predictions
     test = np.zeros((len(x_test), config.N_CLASSES), np.float64)
     fold_metrics, fold_accuracy = [], []
@@ -184,9 +186,9 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
     if not [k for k in done if k <= folds]:
         raise PipelineError(f"{model}: no fold has finished: nothing to assemble (`make cv MODEL={model}`)")
     for k in done:
-        held = held_out(assigned, k)
-        check_rows(model, k, held)
         repeat = (k - 1) // folds
+        held = assigned[repeat] == (k - 1) % folds
+        check_rows(model, k, held)
         oof[repeat, held], test_k, parameters = fold_proba(model, k, x[held], x_test, tta)
         test += test_k / len(done)
         fold_metrics.append(read_json(fold_dir(model, k) / "metrics.json"))
@@ -213,7 +215,7 @@ def assemble(model: str, folds: int, finished_only: bool = False) -> dict:
     epoch_seconds = [h["epoch_seconds"] for m in fold_metrics for h in m["history"][1:]]
     metrics = {
         "model": model,
-        "cv": p["cv"],
+        "cv": p["cv"] | {"repeats": repeats},
         "tta": tta,
         "oof_accuracy": float(correct.mean()),
         "oof_ci95": list(stats.accuracy_ci(correct)),
@@ -271,26 +273,28 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="command", required=True)
     fold = sub.add_parser("fold", help="train fold model k")
     fold.add_argument("--model", required=True)
-    fold.add_argument("--fold", type=int, required=True, help="1..cv.folds x cv.repeats")
-    together = sub.add_parser("assemble", help="OOF and test predictions of folds 1..N")
+    fold.add_argument("--fold", type=int, required=True, help="1..cv.folds x cv.repeats (repeat r's: r x folds + 1..)")
+    together = sub.add_parser("assemble", help="OOF and test predictions of fold models 1..folds x repeats")
     together.add_argument("--model", required=True)
     together.add_argument("--folds", type=int, required=True)
+    together.add_argument("--repeats", type=int, default=1, help="cv.repeats (not in the folds' params.json)")
     together.add_argument("--finished", action="store_true", help="only the folds that finished (a run stopped short)")
     args = ap.parse_args(argv)
     if args.command == "fold":
         p = read_json(config.cv_dir(args.model) / "params.json")
-        total = p["cv"]["folds"] * p["cv"].get("repeats", 1)
-        if not 1 <= args.fold <= total:
-            raise PipelineError(f"--fold {args.fold}: cv.folds x cv.repeats is {total}")
+        if not 1 <= args.fold <= p["cv"]["folds"] * MAX_REPEATS:
+            raise PipelineError(f"--fold {args.fold}: 1..cv.folds x cv.repeats, at most {MAX_REPEATS} repeats")
         data = load_npz(config.PROCESSED_DIR / "train.npz")
-        held = held_out(assignments(data["y"], p["cv"]), args.fold)
+        held = held_out(data["y"], p["cv"], args.fold)
         m = train_fold(p, args.model, args.fold, data["x"], data["y"], held)
+        repeat, fold = divmod(args.fold - 1, p["cv"]["folds"])
         print(
-            f"{args.model} fold {args.fold}/{total}: trained on {m['train_rows']:,} rows in "
+            f"{args.model} fold {fold + 1}/{p['cv']['folds']}{f' of repeat {repeat + 1}' if repeat else ''}: "
+            f"trained on {m['train_rows']:,} rows in "
             f"{m['train_seconds']} s; held out {m['held_out_rows']:,}"
         )
     else:
-        print(summary_line(assemble(args.model, args.folds, finished_only=args.finished)))
+        print(summary_line(assemble(args.model, args.folds, finished_only=args.finished, repeats=args.repeats)))
 
 
 if __name__ == "__main__":

@@ -167,6 +167,10 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
         if augment is not None and augment.active == clean:
             augment.active = not clean
             model.train_function = None  # Keras traces the step again, now with (or without) the augmentation
+            if keras.backend.backend() == "jax":  # jit's cache keys on the step method, not on the layer's switch
+                import jax
+
+                jax.clear_caches()
         order = epoch_order(len(x), p["seed"], epoch)
         start = time.perf_counter()
         logs = model.fit(
