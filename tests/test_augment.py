@@ -125,8 +125,9 @@ def test_inactive_the_layer_passes_the_images_through_as_they_are(options):
     np.testing.assert_allclose(np.asarray(layer(images, training=True)), images, atol=1e-5)
 
 
-def trained_weights(tmp_path, **overrides) -> list[np.ndarray]:
-    """An MLP after one epoch on 64 random images, from one seed: its weights."""
+def trained_weights(tmp_path, stop_after=None, **overrides) -> list[np.ndarray]:
+    """An MLP after one epoch (or `epochs`) on 64 random images, from one seed: its weights. With
+    `stop_after`, the run is stopped after that many epochs, then resumed from its checkpoint to the end."""
     from pipeline import params
     from pipeline.modeling.trainer import fit
 
@@ -134,7 +135,16 @@ def trained_weights(tmp_path, **overrides) -> list[np.ndarray]:
     x, y = rng.random((64, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32), np.arange(64) % 10
     settings = [f"train.mlp.{k}={v}" for k, v in ({"epochs": 1} | overrides).items()]
     p = params.for_model(params.resolve(settings), "mlp")
-    model, _, _ = fit(x, y, p, tmp_path / "-".join(settings), verbose=0)
+    work = tmp_path / ("-".join(settings) + f"-stop{stop_after}")
+
+    def stop(row):
+        if row["epoch"] + 1 == stop_after:
+            raise KeyboardInterrupt
+
+    if stop_after:
+        with pytest.raises(KeyboardInterrupt):
+            fit(x, y, p, work, verbose=0, on_epoch=stop)
+    model, _, _ = fit(x, y, p, work, verbose=0)
     return [np.asarray(v) for v in model.trainable_variables]
 
 
@@ -152,3 +162,12 @@ def test_a_clean_tail_epoch_trains_on_the_images_as_they_are(tmp_path):
     tail = trained_weights(tmp_path, augment="true", epochs=2, clean_tail=1)
     augmented_twice = trained_weights(tmp_path, augment="true", epochs=2, clean_tail=0)
     assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(tail, augmented_twice, strict=True))
+
+
+def test_a_run_resumed_before_its_clean_tail_trains_the_tail_clean(tmp_path):
+    # Stopped after its augmented epoch and resumed from the checkpoint (a fresh layer, switched on), the last
+    # epoch is still the clean one: the weights of the run that never stopped.
+    whole = trained_weights(tmp_path, augment="true", epochs=2, clean_tail=1)
+    resumed = trained_weights(tmp_path, stop_after=1, augment="true", epochs=2, clean_tail=1)
+    for a, b in zip(whole, resumed, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
