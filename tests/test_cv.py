@@ -214,3 +214,13 @@ def test_repeated_kfold_scores_each_row_by_the_mean_of_its_out_of_fold_models(tm
     assert np.allclose(oof["test_proba"], 3.5)  # the mean of all six fold models
     assert "5 folds" not in cv.summary_line(m) and "3 folds x 2 repeats" in cv.summary_line(m)
     assert "each row's 2 out-of-fold models averaged" in cv.summary_line(m)
+    # Stopped short in repeat 2 (folds 5 and 6 unfinished): the average is scored on the rows both repeats
+    # scored, repeat 2's fold 1, beside repeat 1's single models on those same rows.
+    for k in (5, 6):
+        (cv.fold_dir("mlp", k) / "metrics.json").unlink()
+    part = cv.assemble("mlp", folds, finished_only=True, repeats=2)
+    both = cv.held_out(y, p["cv"], 4)
+    assert part["oof_accuracy"] == m["oof_accuracy"] and part["oof_ensemble_rows"] == both.sum()
+    assert part["oof_ensemble_accuracy"] == pytest.approx((right[0] | right[1])[both].mean())
+    assert part["oof_ensemble_single_accuracy"] == pytest.approx(right[0][both].mean())
+    assert "of 6 (stopped short)" in cv.summary_line(part) and f"over the {both.sum()} rows" in cv.summary_line(part)

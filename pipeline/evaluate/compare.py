@@ -45,12 +45,14 @@ def compare_runs(runs: dict[str, tuple[dict, dict]]) -> dict:
             "oof_ensemble_accuracy": metrics.get("oof_ensemble_accuracy"),
             "oof_ensemble_ci95": metrics.get("oof_ensemble_ci95"),
             "repeats": (metrics.get("cv") or {}).get("repeats", 1),
+            "oof_ensemble_rows": metrics.get("oof_ensemble_rows"),  # fewer than all when the run stopped short
             "study_accuracy": STUDY_ACCURACY.get(name),
             "oof_log_loss": log_loss(oof["y_true"], oof["proba"]),
             "seconds_per_epoch": metrics.get("seconds_per_epoch"),
             "train_seconds": metrics.get("train_seconds"),
             "backend": metrics.get("backend"),
             "errors": int((~correct[name]).sum()),
+            "n_rows": int(len(correct[name])),
         }
         if name == best:
             row |= {"vs_best": None}
@@ -88,7 +90,9 @@ def _ensemble(row: dict) -> str:
     if row.get("oof_ensemble_accuracy") is None:
         return "-"
     lo, hi = row["oof_ensemble_ci95"]
-    return f"{row['oof_ensemble_accuracy']:.2%} ({lo:.2%}-{hi:.2%}, {row['repeats']} models)"
+    rows = row.get("oof_ensemble_rows")
+    where = f", {rows:,} rows" if rows is not None and rows != row.get("n_rows") else ""
+    return f"{row['oof_ensemble_accuracy']:.2%} ({lo:.2%}-{hi:.2%}, {row['repeats']} models{where})"
 
 
 def _verdict(row: dict) -> str:

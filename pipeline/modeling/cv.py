@@ -204,14 +204,7 @@ def assemble(model: str, folds: int, finished_only: bool = False, repeats: int =
         test_proba=test.astype(np.float32),
         **({"proba_repeats": oof} if repeats > 1 else {}),
     )
-    ensemble = {}
-    if repeats > 1 and len(done) == len(every):  # every row scored by the mean of its R out-of-fold models
-        correct_mean = oof.mean(axis=0).argmax(axis=1) == y
-        ensemble = {
-            "oof_ensemble_accuracy": float(correct_mean.mean()),
-            "oof_ensemble_ci95": list(stats.accuracy_ci(correct_mean)),
-            "oof_ensemble_log_loss": stats.log_loss(y, oof.mean(axis=0)),
-        }
+    ensemble = ensemble_scores(oof, y, assigned, done, folds) if repeats > 1 else {}
     epoch_seconds = [h["epoch_seconds"] for m in fold_metrics for h in m["history"][1:]]
     metrics = {
         "model": model,
@@ -242,6 +235,26 @@ def assemble(model: str, folds: int, finished_only: bool = False, repeats: int =
     return metrics
 
 
+def ensemble_scores(oof: np.ndarray, y: np.ndarray, assigned: list[np.ndarray], done: list[int], folds: int) -> dict:
+    """Repeated k-fold: each row scored by the mean of its R out-of-fold predictions, over the rows every
+    repeat has scored (all of them, unless the run stopped short), with repeat 1's single models on the
+    same rows beside it (a paired comparison)."""
+    covered = np.ones(len(y), bool)
+    for r, ids in enumerate(assigned):
+        covered &= np.isin(ids, [k - 1 - r * folds for k in done if (k - 1) // folds == r])
+    if not covered.any():
+        return {}
+    mean = oof[:, covered].mean(axis=0)
+    correct_mean = mean.argmax(axis=1) == y[covered]
+    return {
+        "oof_ensemble_accuracy": float(correct_mean.mean()),
+        "oof_ensemble_ci95": list(stats.accuracy_ci(correct_mean)),
+        "oof_ensemble_log_loss": stats.log_loss(y[covered], mean),
+        "oof_ensemble_rows": int(covered.sum()),
+        "oof_ensemble_single_accuracy": float((oof[0, covered].argmax(axis=1) == y[covered]).mean()),
+    }
+
+
 def summary_line(m: dict) -> str:
     lo, hi = m["oof_ci95"]
     folds = " ".join(f"{a:.2%}" for a in m["fold_accuracy"])
@@ -251,9 +264,15 @@ def summary_line(m: dict) -> str:
     )
     if "oof_ensemble_accuracy" in m:
         lo, hi = m["oof_ensemble_ci95"]
+        rows = m.get("oof_ensemble_rows", m["n_rows"])
         line += (
             f"; each row's {m['cv']['repeats']} out-of-fold models averaged: {m['oof_ensemble_accuracy']:.2%} "
             f"(95% CI {lo:.2%}-{hi:.2%})"
+            + (
+                f" over the {rows:,} rows every repeat scored (one model: {m['oof_ensemble_single_accuracy']:.2%})"
+                if rows != m["n_rows"]
+                else ""
+            )
         )
     return line
 

@@ -162,7 +162,11 @@ def predict_cv(model_name: str) -> None:
             "folds": metrics["cv"]["folds"],
             "repeats": metrics["cv"].get("repeats", 1),
             # repeated k-fold: each row's out-of-fold models averaged (none for one repeat)
-            **{k: metrics[k] for k in ("oof_ensemble_accuracy", "oof_ensemble_ci95") if k in metrics},
+            **{
+                k: metrics[k]
+                for k in ("oof_ensemble_accuracy", "oof_ensemble_ci95", "oof_ensemble_rows")
+                if k in metrics
+            },
             "contains": contents(metrics),  # what a run stopped short by its budget holds
             "params": metrics["params"],
             "params_hash": metrics["params_hash"],
