@@ -157,9 +157,7 @@ def costs(model: str, params: dict, measure: bool = True) -> list[Cost] | None:
     found = []
     for name in cv_models(model, params):
         p = params_mod.for_model(params, params["ensemble"]["model"] if name == "ensemble" else name)
-        # Where the cache lacks it, the timing says so (a minute or two of silence otherwise); a cached choice is
-        # said by the fold that uses it.
-        run = tune.resolve(p, measure=measure, say=lambda line: print(line, flush=True) if "timing" in line else None)
+        run = tune.resolve(p, measure=measure, say=print)  # a timing made here says so, not a minute of silence
         timings = tune.cached_timings(p)
         per_step = timings.get(f"{run['backend']} {run['precision']}")
         if per_step is None and (not measure or os.environ.get("PIPELINE_TUNE") == "off"):

@@ -134,16 +134,27 @@ def test_the_fused_batch_norm_computes_what_kerass_does():
     assert proc.returncode == 0 and proc.stdout.strip() == "same", proc.stderr[-2000:]
 
 
+def fresh_process(script: str, *args) -> list[str]:
+    """`python -c script args` in the checkout, its backend its own choice (no KERAS_BACKEND): what it printed."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()
+
+
 def test_a_saved_cnn_loads_in_a_fresh_process(tmp_path):
     """Its BatchNorm and RandomAffine layers are the pipeline's own: loading must register them itself.
     Saved here (JAX), loaded and predicting in a fresh TensorFlow process (its fused batch norm): a model
     trained under one backend predicts under the other."""
-    import subprocess
-    import sys
-
     from pipeline import files
     from pipeline.modeling.models import build_model
-    from tests.helpers import REPO
 
     path = tmp_path / "model.keras"
     build_model("cnn", augment=True, seed=0, width=4).save(path)
@@ -154,23 +165,14 @@ def test_a_saved_cnn_loads_in_a_fresh_process(tmp_path):
         "from pipeline.modeling.predict import load_model, predict_labels; "
         "print(predict_labels(load_model(Path(sys.argv[1])), np.zeros((3, 28, 28), 'float32'))[0].shape)"
     )
-    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-    proc = subprocess.run(
-        [sys.executable, "-c", load, str(path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["tensorflow", "(3,)"]
+    assert fresh_process(load, path) == ["tensorflow", "(3,)"]
 
 
 def test_a_jax_training_process_never_imports_tensorflow_and_still_writes_its_curves(tmp_path):
     """TensorFlow's import costs ~5.5 s of CPU, and Keras would make it in every process (keras-team/keras#18455):
     a JAX run trains (curves on), saves, loads and predicts without it, and TensorBoard reads the curves."""
-    import subprocess
-    import sys
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from tests.helpers import REPO
 
     run = (
         "import sys, numpy as np; from pathlib import Path; from pipeline.modeling import backend; "
@@ -185,13 +187,8 @@ def test_a_jax_training_process_never_imports_tensorflow_and_still_writes_its_cu
         "print(predict_labels(keras.saving.load_model(out / 'model.keras'), x)[0].shape); "
         "print('tensorflow' in sys.modules)"
     )
-    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-    proc = subprocess.run(
-        [sys.executable, "-c", run, str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["jax", "(64,)", "False"]
-    for split, tags in (("train", ["epoch_accuracy", "epoch_loss"]), ("validation", ["epoch_accuracy", "epoch_loss"])):
+    assert fresh_process(run, tmp_path) == ["jax", "(64,)", "False"]
+    for split in ("train", "validation"):
         events = EventAccumulator(str(tmp_path / "logs" / split)).Reload()
-        assert sorted(events.Tags()["scalars"]) == tags
+        assert sorted(events.Tags()["scalars"]) == ["epoch_accuracy", "epoch_loss"]
         assert [e.step for e in events.Scalars("epoch_loss")] == [0, 1]
