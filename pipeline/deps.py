@@ -17,7 +17,8 @@ from pipeline.errors import PipelineError, cli
 
 # Pinned in pyproject.toml but not needed in a notebook: the data comes from /kaggle/input, the
 # upload happens outside, and TensorBoard logging is skipped where TensorFlow is absent.
-NOT_NEEDED = {"kaggle", "tensorboard", "tensorflow", "py-cpuinfo"}  # py-cpuinfo: /proc/cpuinfo stands in
+# py-cpuinfo: /proc/cpuinfo stands in; ml_dtypes: pinned for its import time (pyproject.toml), any JAX takes.
+NOT_NEEDED = {"kaggle", "tensorboard", "tensorflow", "py-cpuinfo", "ml_dtypes"}
 # A Keras backend, one of which must be there.
 BACKENDS = ("jax", "tensorflow", "torch")
 

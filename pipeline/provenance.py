@@ -38,17 +38,25 @@ def git_commit() -> str | None:
 
 @cache
 def proc_cpuinfo() -> tuple[str, list[str]]:
-    """(the first CPU's model name, its flags) from Linux's /proc/cpuinfo; ([], platform's name) elsewhere."""
-    brand, flags = None, []
+    """(the first CPU's model name, its flags) from Linux's /proc/cpuinfo; (platform's name, []) elsewhere."""
+    found = linux_cpuinfo()
+    return found.get("model name") or platform.processor() or platform.machine(), found.get("flags", "").split()
+
+
+@cache
+def linux_cpuinfo() -> dict[str, str]:
+    """The first CPU's entries in Linux's /proc/cpuinfo ("model name", "flags", "cpu MHz", ...); {} elsewhere."""
+    found = {}
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name") and brand is None:
-                brand = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block ends
+                name, _, value = line.partition(":")
+                found[name.strip()] = value.strip()
     except OSError:
         pass
-    return brand or platform.processor() or platform.machine(), flags
+    return found
 
 
 def cpu_model() -> str:

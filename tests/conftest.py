@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -55,7 +54,6 @@ _CLEARED_ENV = (
 _MAKE_ENV = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
 
 
-_XLA_CACHE = pytest.StashKey[str]()
 _XLA_CACHE_OF_RUN = "PIPELINE_TESTS_XLA_CACHE"
 
 
@@ -63,21 +61,28 @@ def pytest_configure(config):
     for name in _MAKE_ENV:
         os.environ.pop(name, None)
     # The suite's hundreds of processes compile the same few models on the same sample shapes: JAX's
-    # persistent cache compiles each once per run (the seed model's training stage on the sample: 22 s of
-    # CPU with an empty cache, 7.5 s with its step compiled). One folder per run, made by the pytest
-    # process that starts it and shared by its xdist workers (they inherit its environment); a size
-    # limit makes JAX lock each entry (filelock), so that concurrent processes never read one half-written.
+    # persistent cache compiles each once (the seed model's training stage on the sample: 22 s of CPU with
+    # an empty cache, 7.5 s with its step compiled). The cache outlives the run, as pip's does: the next
+    # run, in this clone or a fresh one, finds the steps compiled (the whole suite on the Zen 5: 449 s of
+    # pytest with an empty cache, 355 s with the last run's; docs/testing.md). JAX keys each entry by the
+    # computation, its compile options and JAX's version, so an edited model or an upgraded JAX compiles
+    # afresh; the size limit evicts the least recently used entries, and makes JAX lock each entry
+    # (filelock), so that concurrent processes never read one half-written. PIPELINE_TESTS_XLA_CACHE=<dir>
+    # puts it elsewhere (an empty folder: a cold run). The workers inherit the controller's environment.
     if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_XLA_CACHE_OF_RUN):
-        return  # a worker: the run's folder, which its controller made and removes
-    config.stash[_XLA_CACHE] = tempfile.mkdtemp(prefix="xla-cache-")
+        return
+    cache = os.environ.get(_XLA_CACHE_OF_RUN) or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "digit-recognizer-pipeline", "xla-tests")
+    )
+    os.makedirs(cache, exist_ok=True)
     # backend/precision "auto" without timing candidates (~1 min a model): float32 on the model's hinted
     # backend. tests/test_tune.py tests the measured choice with injected timings.
     os.environ["PIPELINE_TUNE"] = "off"
     os.environ |= {
-        _XLA_CACHE_OF_RUN: config.stash[_XLA_CACHE],
-        "JAX_COMPILATION_CACHE_DIR": config.stash[_XLA_CACHE],
+        _XLA_CACHE_OF_RUN: cache,
+        "JAX_COMPILATION_CACHE_DIR": cache,
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30),
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(1 << 30),
     }
 
 
@@ -114,11 +119,6 @@ _HEAVIEST_FIRST = (
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(_HEAVIEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
-
-
-def pytest_unconfigure(config):
-    if _XLA_CACHE in config.stash:
-        shutil.rmtree(config.stash[_XLA_CACHE], ignore_errors=True)
 
 
 def tiny_competition_zip(train_rows: int = 3, test_rows: int = 2) -> bytes:
