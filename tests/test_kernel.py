@@ -349,7 +349,7 @@ def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS
         "KAGGLE_ROOT": str(root),
         # Not Kaggle's: as in every other test, "auto" is resolved without timing candidates (a minute a model),
         # and JAX compiles into the suite's cache (conftest.py): what is tested is the mount, the packages and
-        # the output, not a cold compile (~10 s of CPU a run).
+        # the output, not a cold compile.
         "PIPELINE_TUNE": "off",
         **{k: v for k, v in os.environ.items() if k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))},
         "PIP_NO_INDEX": "1",
