@@ -151,10 +151,23 @@ submit: $(SUBMISSION) ## Everything out of date, then upload to Kaggle (or say w
 		-m pipeline.kaggle.submit --model $(MODEL) $(if $(CV),--cv)
 endif
 
+# $@.tmp becomes $@ only when the two differ, so that what depends on $@ reruns only for a change.
+MOVE_IF_CHANGED = if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+# A DATA= file counts by its bytes, not its date: the same zip again with a newer date (downloaded or copied
+# again) remakes nothing, where every model would otherwise retrain. Its hash is kept in the output root's
+# state; the first one takes the file's date, so that adding it remakes nothing either. A folder counts by its
+# date (DATA_STALE covers a folder's files).
+DATA_PATH := $(filter-out kaggle,$(wildcard $(DATA)))
+DATA_DEP := $(if $(DATA_PATH),$(if $(wildcard $(DATA_PATH)/.),$(DATA_PATH),$(STATE)/data.sha256))
+$(STATE)/data.sha256: $(DATA_PATH)
+	@mkdir -p $(@D) && sha256sum < '$(DATA_PATH)' > $@.tmp && \
+		if [ -f $@ ]; then $(MOVE_IF_CHANGED); else touch -r '$(DATA_PATH)' $@.tmp && mv -f $@.tmp $@; fi
+
 # The data stage runs when its code or the DATA= file changes, with FORCE=1, or when
 # pipeline/datasource.py calls the data in place stale (DATA_STALE, above). Nothing is recorded
 # before it succeeds.
-$(RAW)/source.json: $(CODE.pipeline.dataset) $(filter-out kaggle,$(wildcard $(DATA))) $(if $(FORCE)$(DATA_STALE),FORCE) | $(VENV_OK)
+$(RAW)/source.json: $(CODE.pipeline.dataset) $(DATA_DEP) $(if $(FORCE)$(DATA_STALE),FORCE) | $(VENV_OK)
 	$(STAGE) -m pipeline.dataset $(if $(DATA),--data '$(DATA)') $(if $(FORCE),--force)
 
 $(PROCESSED)/features.json: $(RAW)/source.json $(CODE.pipeline.features)

@@ -10,8 +10,6 @@
 # retraining.
 CV_MODELS := $(MODEL_NAMES) ensemble
 
-# $@.tmp becomes $@ only when the two differ, so that what depends on $@ reruns only for a change.
-MOVE_IF_CHANGED = if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
 .PHONY: cv
 
 cv: $(MODELS)/$(MODEL)/cv/metrics.json ## k-fold CV of MODEL: OOF accuracy with its interval (FOLDS=, CV=1 for its submission, CV_JOBS=)

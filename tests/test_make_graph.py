@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pipeline import codedeps
-from tests.helpers import REPO, run_make
+from tests.helpers import REPO, run_make, sample_zip
 
 STAGES = ("pipeline.dataset", "pipeline.features", "pipeline.modeling.train", "pipeline.modeling.predict")
 
@@ -50,6 +50,21 @@ def test_a_mistyped_data_leaves_the_good_data_usable(project, tmp_path):
         out = make(project, *args).stdout
         assert stages_run(out) == [], out
     assert outputs(project) == before
+
+
+@pytest.mark.slow
+def test_the_same_data_zip_with_a_newer_date_remakes_nothing(shared, tmp_path):
+    root, _ = shared.copy("submitted", tmp_path / "project")
+    data = tmp_path / "digit-recognizer.zip"
+    shutil.copyfile(REPO / "data/sample/digit-recognizer-sample.zip", data)
+    assert "pipeline.dataset" in stages_run(make(root, "submission", "EPOCHS=1", f"DATA={data}").stdout)
+    before = outputs(root)
+    time.sleep(0.01)
+    shutil.copyfile(REPO / "data/sample/digit-recognizer-sample.zip", data)  # downloaded again: same bytes, newer
+    out = make(root, "submission", "EPOCHS=1", f"DATA={data}").stdout
+    assert stages_run(out) == [] and outputs(root) == before, out
+    data.write_bytes(sample_zip(1000, 200))  # other bytes: the data stage runs
+    assert "pipeline.dataset" in stages_run(make(root, "data", f"DATA={data}").stdout)
 
 
 @pytest.mark.slow
