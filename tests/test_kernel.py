@@ -347,11 +347,8 @@ def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS
         "LANG": "C.UTF-8",
         "KAGGLE_KERNEL_RUN_TYPE": "Batch",
         "KAGGLE_ROOT": str(root),
-        # Not Kaggle's: as in every other test, "auto" is resolved without timing candidates (a minute a model),
-        # and JAX compiles into the suite's cache (conftest.py): what is tested is the mount, the packages and
-        # the output, not a cold compile.
+        # Not Kaggle's: as in every other test, "auto" is resolved without timing candidates (a minute a model).
         "PIPELINE_TUNE": "off",
-        **{k: v for k, v in os.environ.items() if k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))},
         "PIP_NO_INDEX": "1",
         "PIP_INDEX_URL": offline + "/",
         "HTTP_PROXY": offline,

@@ -68,9 +68,7 @@ def test_with_wait_0_the_second_run_refuses_in_one_line(shared, tmp_path):
         second = run(make_cmd("train", "EPOCHS=2", "WAIT=0"), cwd=root)
         assert first.poll() is None  # still training: what the second met was its lock
     finally:
-        # The refusal is the point, not the first run's training: SIGKILL, as SIGTERM would let it finish its
-        # epoch (~10 s of CPU) and save it.
-        os.killpg(first.pid, signal.SIGKILL)
+        os.killpg(first.pid, signal.SIGTERM)  # the refusal is the point, not the first run's training
         first.communicate(timeout=60)
     assert second.returncode != 0
     errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]

@@ -207,3 +207,24 @@ def test_a_run_stopped_short_leaves_a_valid_submission_labelled_with_its_folds(t
     assert len(csvcheck.read_submission(root / "submissions/submission-mlp-cv.csv", n_expected=1_000)) == 1_000
     metrics = read_json(root / "models/mlp/cv/metrics.json")
     assert metrics["folds_trained"] == [2] and 1_600 < metrics["n_rows"] < 1_700  # fold 2's held-out rows only
+
+
+@pytest.mark.parametrize(
+    "entries, ghz",
+    [
+        ({"model name": "AMD EPYC", "cpu MHz": "2596.138"}, 2.596),  # no clock in the brand: the current one
+        ({"model name": "Intel(R) Xeon(R) CPU @ 2.20GHz", "cpu MHz": "3400.000"}, 2.2),  # advertised, not turbo
+    ],
+)
+def test_linux_cpu_is_read_from_proc_cpuinfo_as_py_cpuinfo_reads_it(monkeypatch, entries, ghz):
+    from pipeline import provenance
+
+    flags = "fpu sse2 avx2 fma avx512f avx512_bf16"
+    monkeypatch.setattr(provenance, "linux_cpuinfo", lambda: entries | {"flags": flags})
+    monkeypatch.setattr(provenance, "proc_cpuinfo", lambda: (entries["model name"], flags.split()))
+    monkeypatch.setitem(sys.modules, "cpuinfo", None)  # py-cpuinfo is not consulted on Linux
+    assert tune.cpu.__wrapped__() == {
+        "brand": entries["model name"],
+        "flags": ["avx2", "avx512_bf16", "avx512f", "fma"],
+        "ghz": ghz,
+    }

@@ -25,6 +25,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,30 +60,29 @@ HOPELESS = 3.0
 
 @cache
 def cpu() -> dict:
-    """The CPU: brand, the speed flags it has, its clock (GHz, None where unknown). On Linux from
-    /proc/cpuinfo, as py-cpuinfo itself reads them there (its model name, flags and "cpu MHz"), but without
-    the child process it starts to read cpuid: ~1 s of CPU in every training process. Elsewhere py-cpuinfo."""
+    """The CPU: brand, the speed flags it has, its advertised clock (GHz, None where unknown). On Linux from
+    /proc/cpuinfo, where py-cpuinfo reads them too (the clock from the brand's "@ 2.20GHz", else "cpu MHz"),
+    without the child process it starts to read cpuid: ~1 s of CPU in every training process. Elsewhere
+    py-cpuinfo."""
     from pipeline.provenance import linux_cpuinfo, proc_cpuinfo
 
-    if linux_cpuinfo().get("flags"):
-        brand, flags = proc_cpuinfo()
+    brand, flags = proc_cpuinfo()
+    if flags:
+        advertised = re.search(r"@\s*([\d.]+)\s*GHz", brand)
         mhz = linux_cpuinfo().get("cpu MHz")
-        return {"brand": brand, "flags": sorted(set(flags) & set(SPEED_FLAGS)), "ghz": _ghz(mhz and float(mhz) * 1e6)}
+        ghz = float(advertised[1]) if advertised else round(float(mhz) / 1e3, 3) if mhz else None
+        return {"brand": brand, "flags": sorted(set(flags) & set(SPEED_FLAGS)), "ghz": ghz}
     try:
         import cpuinfo  # py-cpuinfo
     except ImportError:  # a notebook image without it: no flags, no clock
-        return {"brand": proc_cpuinfo()[0], "flags": [], "ghz": None}
+        return {"brand": brand, "flags": [], "ghz": None}
     info = cpuinfo.get_cpu_info()
     hz = info.get("hz_advertised") or info.get("hz_actual")
     return {
         "brand": info.get("brand_raw") or info.get("arch_string_raw") or "unknown CPU",
         "flags": sorted(f for f in info.get("flags", []) if f in SPEED_FLAGS),
-        "ghz": _ghz(hz and hz[0]),
+        "ghz": round(hz[0] / 1e9, 3) if hz and hz[0] else None,
     }
-
-
-def _ghz(hz: float | None) -> float | None:
-    return round(hz / 1e9, 3) if hz else None
 
 
 def cores() -> int:
