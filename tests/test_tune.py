@@ -63,6 +63,9 @@ def test_an_explicit_setting_narrows_the_candidates_and_skips_the_measurement(cn
     ]
     fixed = cnn | {"backend": "jax", "backend_gpu": "jax", "precision": "mixed_bfloat16"}
     assert tune.resolve(fixed) == fixed and cache["asked"] == []
+    # On a CPU, backend_gpu = "auto" leaves nothing to measure once backend and precision are set.
+    cpu_fixed = cnn | {"backend": "tensorflow", "backend_gpu": "auto", "precision": "float32"}
+    assert tune.resolve(cpu_fixed) == cpu_fixed and cache["asked"] == []
 
 
 def test_the_fastest_measured_wins_and_a_failed_candidate_never_does():

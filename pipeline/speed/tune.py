@@ -167,8 +167,11 @@ def candidates(p: dict, backends: list[str], on_gpu: bool, flags: list[str]) -> 
     return [(b, q) for q in precisions for b in chosen_backends]
 
 
-def is_auto(p: dict) -> bool:
-    return AUTO in (p["backend"], p.get("backend_gpu"), p["precision"])
+def is_auto(p: dict, on_gpu: bool = False) -> bool:
+    """Whether the settings that apply here leave anything to measure: `backend_gpu` only counts
+    where there is a GPU, so a CPU run with backend and precision set measures nothing."""
+    backend = p.get("backend_gpu", p["backend"]) if on_gpu else p["backend"]
+    return AUTO in (backend, p["precision"])
 
 
 def pick(timings: dict[str, float | None], allowed: list[tuple[str, str]]) -> tuple[str, str]:
@@ -235,7 +238,7 @@ def resolve(p: dict, measure: bool = True, again: bool = False, say=print) -> di
     that the cache lacks (all of them with `again`); with measure=False, uses the cache or the
     fallback (jax, float32) and measures nothing."""
     on_gpu = bool(gpus())
-    if not is_auto(p):
+    if not is_auto(p, on_gpu):
         return p
     backends = installed_backends()
     if os.environ.get("PIPELINE_TUNE") == "off":
@@ -402,7 +405,8 @@ def main(argv=None) -> None:
     params = params_mod.resolve(args.overrides)
     from pipeline.modeling.models import MODELS
 
-    models = args.models or [n for n in MODELS if is_auto(params_mod.for_model(params, n))]
+    on_gpu = bool(gpus())
+    models = args.models or [n for n in MODELS if is_auto(params_mod.for_model(params, n), on_gpu)]
     if args.again:
         for name in models:
             resolve(params_mod.for_model(params, name), again=True)
