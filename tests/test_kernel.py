@@ -23,7 +23,7 @@ from fake_kaggle import FakeKaggle, notebook_log, run_notebook
 from pipeline import config, csvcheck
 from pipeline.kaggle import client as kaggle_client
 from pipeline.kaggle import kernel
-from tests.helpers import copy_project, error_line, run, run_module, sample_zip, venv_dir
+from tests.helpers import copy_project, error_line, run, run_module, venv_dir
 
 KERNEL_ID = "tester/digit-recognizer-pipeline"
 SAMPLE_TEST_ROWS = 1000
@@ -316,23 +316,22 @@ def tree_state(folder: Path) -> dict:
     return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*"))}
 
 
-# Where a notebook sees the competition: the mount of 2026's pushed notebooks, and the older one.
-MOUNTS = {"new mount": ("competitions", config.COMPETITION), "legacy mount": (config.COMPETITION,)}
+# Where 2026's pushed notebooks see the competition.
+MOUNT = ("competitions", config.COMPETITION)
 
 
-def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS, settings=("MODEL=conv_gru",)):
+@pytest.fixture(scope="module")
+def kernel_run(tmp_path_factory):
     """`make kernel EPOCHS=2` (the default model, conv_gru) in a copy of the project, against a fake
     Kaggle that runs the pushed script in a simulated notebook: the packages of Kaggle's image
     (tests/kaggle_image/requirements.txt, on Python 3.12 where there is one), <tmp>/kaggle as KAGGLE_ROOT
     with the committed sample mounted read-only under input/ as Kaggle mounts the competition, working/
-    as the current folder, no project, no internet, no package index. With fewer `test_rows`, a cut of
-    the sample: that many test rows, and five times as many train rows."""
+    as the current folder, no project, no internet, no package index."""
     tmp = tmp_path_factory.mktemp("kernel")
     project = copy_project(tmp / "project")
     root = tmp / "kaggle"
-    mounted = root.joinpath("input", *MOUNTS[mount])
-    data = config.SAMPLE_ZIP.read_bytes() if test_rows == SAMPLE_TEST_ROWS else sample_zip(5 * test_rows, test_rows)
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
+    mounted = root.joinpath("input", *MOUNT)
+    with zipfile.ZipFile(config.SAMPLE_ZIP) as z:
         z.extractall(mounted)
     for path in [mounted, *mounted.rglob("*")]:
         path.chmod(path.stat().st_mode & ~0o222)  # read-only, as Kaggle mounts it (root can still write: checked after)
@@ -372,7 +371,8 @@ def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS
         "KERNEL_POLL": "1",
     }
     start = time.monotonic()
-    proc = run(["make", f"VENV={venv_dir()}", "kernel", *settings, "EPOCHS=2"], cwd=project, env=env, timeout=900)
+    make_kernel = ["make", f"VENV={venv_dir()}", "kernel", "MODEL=conv_gru", "EPOCHS=2"]
+    proc = run(make_kernel, cwd=project, env=env, timeout=900)
     try:
         yield SimpleNamespace(
             project=project,
@@ -384,32 +384,17 @@ def notebook_run(tmp_path_factory, mount: str, test_rows: int = SAMPLE_TEST_ROWS
             seconds=time.monotonic() - start,
             mounted=mounted,
             input_before=input_before,
-            mount=mount,
-            test_rows=test_rows,
-            model=settings[0].removeprefix("MODEL="),
         )
     finally:
         fake.wait_for_runs()
         fake.stop()
 
 
-@pytest.fixture(scope="module")
-def kernel_run(tmp_path_factory):
-    """The notebook run on the sample, mounted where 2026's pushed notebooks find the competition."""
-    yield from notebook_run(tmp_path_factory, "new mount")
-
-
-@pytest.fixture(scope="module")
-def legacy_kernel_run(tmp_path_factory):
-    """The same on the older mount, with a cut of the sample and the MLP (where it is found is the point, not
-    its size nor its model)."""
-    yield from notebook_run(tmp_path_factory, "legacy mount", test_rows=200, settings=("MODEL=mlp",))
-
-
+# Where Kaggle mounts the competition (today's input/competitions/<slug>, older notebooks' input/<slug>, a
+# dataset's) is found by pipeline/datasource.py, the same code in a notebook as here: test_data_stage.py tests
+# every mount, and this run the notebook on today's.
 @pytest.mark.slow
-@pytest.mark.parametrize("run_of", ["kernel_run", "legacy_kernel_run"])
-def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(run_of, request, measured):
-    kernel_run = request.getfixturevalue(run_of)
+def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(kernel_run, measured):
     proc, fake, root = kernel_run.proc, kernel_run.fake, kernel_run.root
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     pushed = fake.kernel()
@@ -436,7 +421,7 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(run_of, req
     bare = subprocess.run([kernel_run.python, "-c", "import pipeline"], cwd=root, capture_output=True, text=True)
     assert bare.returncode != 0 and "No module named 'pipeline'" in bare.stderr
     log = "".join(e["data"] for e in json.loads(pushed.log))
-    assert "[pipeline] $ make -C " in log and f"submission MODEL={kernel_run.model} EPOCHS=2 PYTHON=" in log
+    assert "[pipeline] $ make -C " in log and "submission MODEL=conv_gru EPOCHS=2 PYTHON=" in log
     assert "asked for NvidiaTeslaT4, got: no GPU" in log
     # The data came from where Kaggle mounted it, and nothing was written there.
     working = root / "working"
@@ -446,21 +431,21 @@ def test_the_pushed_script_runs_in_a_notebook_on_the_images_packages(run_of, req
     assert source["origin"] == "kaggle-notebook" and source["path"] == str(kernel_run.mounted)
     assert tree_state(root / "input") == kernel_run.input_before
     # What the notebook's Submit button takes, and a small output: no raw CSVs, no arrays.
-    rows = kernel_run.test_rows
+    rows = SAMPLE_TEST_ROWS
     assert len(csvcheck.read_submission(working / "submission.csv", n_expected=rows)) == rows
     assert sorted(p.name for p in working.iterdir()) == [
         "pipeline-output.tar.gz",
         "pipeline-run.json",
         "submission.csv",
     ]
-    assert "data/processed/train.npz" in names and f"models/{kernel_run.model}/model.keras" in names
+    assert "data/processed/train.npz" in names and "models/conv_gru/model.keras" in names
     assert not [n for n in names if n.endswith((".csv",)) and not n.startswith("submissions/")]
     assert not [n for n in names if n.endswith(("arrays.npz", "test.npz"))]
     record = json.loads((working / "pipeline-run.json").read_text())
-    assert record["returncode"] == 0 and record["settings"] == {"MODEL": kernel_run.model, "EPOCHS": "2"}
+    assert record["returncode"] == 0 and record["settings"] == {"MODEL": "conv_gru", "EPOCHS": "2"}
     assert proc.stdout.strip().splitlines()[-1] == "kernel: the notebook ran on no GPU (asked for NvidiaTeslaT4)"
     measured(
-        f"make kernel ({kernel_run.mount}, the image's packages on Python {python}): {kernel_run.seconds:.0f} s; "
+        f"make kernel (the image's packages on Python {python}): {kernel_run.seconds:.0f} s; "
         f"notebook {record['seconds']} s"
     )
 
