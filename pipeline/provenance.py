@@ -3,6 +3,7 @@
 
 import os
 import platform
+import re
 import subprocess
 import time
 from functools import cache
@@ -61,9 +62,25 @@ def linux_cpuinfo() -> dict[str, str]:
 
 def cpu_model() -> str:
     """'AMD EPYC (AVX-512 with native bf16)': the brand alone names no generation (a Zen 3 and a Zen 5 are
-    both 'AMD EPYC' here), so the vector instructions that decide the speed come with it."""
+    both 'AMD EPYC' here), so the vector instructions that decide the speed come with it, and the caps a
+    run put on them ('AMD EPYC (AVX-512 with native bf16; held to oneDNN AVX2, XLA AVX2)')."""
     brand, flags = proc_cpuinfo()
-    return f"{brand} ({vector_isa(flags)})" if flags else brand
+    caps = isa_caps()
+    held = f"; held to {caps}" if caps else ""
+    return f"{brand} ({vector_isa(flags)}{held})" if flags else brand + (f" (held to {caps})" if caps else "")
+
+
+def isa_caps() -> str:
+    """The instruction sets this process's frameworks are held to, '' for none: 'oneDNN AVX2, XLA AVX2'
+    (ONEDNN_MAX_CPU_ISA, XLA_FLAGS=--xla_cpu_max_isa=...). They change the speed of the same CPU (the way to
+    try an AVX2-only CPU's kernels on an AVX-512 one), so a time taken under them says so."""
+    caps = []
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        caps.append(f"oneDNN {os.environ['ONEDNN_MAX_CPU_ISA']}")
+    xla = re.search(r"--xla_cpu_max_isa=(\S+)", os.environ.get("XLA_FLAGS", ""))
+    if xla:
+        caps.append(f"XLA {xla[1]}")
+    return ", ".join(caps)
 
 
 def vector_isa(flags) -> str:

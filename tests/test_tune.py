@@ -108,6 +108,18 @@ def test_the_cache_is_keyed_by_what_decides_speed(cache):
         assert tune.cache_file(m | changed) != same, changed
 
 
+def test_a_calibration_under_isa_caps_is_kept_apart_and_says_so(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    free = tune.machine()
+    assert "isa_caps" not in free and "held to" not in tune.describe(free)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2 --xla_force_host_platform_device_count=2")
+    held = tune.machine()
+    assert held["isa_caps"] == "oneDNN AVX2, XLA AVX2" and tune.cache_file(held) != tune.cache_file(free)
+    assert tune.describe(held).endswith(", held to oneDNN AVX2, XLA AVX2")
+
+
 def test_keras_backend_in_the_environment_wins(cnn, cache, monkeypatch):
     monkeypatch.setattr(tune, "installed_backends", lambda: ["jax"])
     p = tune.resolve(cnn, say=lambda line: None)

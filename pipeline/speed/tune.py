@@ -105,13 +105,17 @@ def gpus() -> list[str]:
 
 
 def machine() -> dict:
-    """What decides speed: CPU model and flags, usable cores, GPUs, package versions."""
+    """What decides speed: CPU model and flags, usable cores, GPUs, package versions, and the instruction
+    sets the frameworks are held to, where they are (so a capped calibration never answers for the CPU)."""
+    from pipeline.provenance import isa_caps
+
     versions = {}
     for name in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
     c = cpu()
-    return {"cpu": c["brand"], "flags": c["flags"], "cores": cores(), "gpus": gpus(), "packages": versions}
+    m = {"cpu": c["brand"], "flags": c["flags"], "cores": cores(), "gpus": gpus(), "packages": versions}
+    return m | ({"isa_caps": isa_caps()} if isa_caps() else {})
 
 
 def describe(m: dict | None = None) -> str:
@@ -121,7 +125,8 @@ def describe(m: dict | None = None) -> str:
     m = m or machine()
     vector = vector_isa(m["flags"])
     gpu = f", {len(m['gpus'])} x {m['gpus'][0]}" if m["gpus"] else ""
-    return f"{m['cpu']}, {m['cores']} cores, {vector}{gpu}"
+    held = f", held to {m['isa_caps']}" if m.get("isa_caps") else ""
+    return f"{m['cpu']}, {m['cores']} cores, {vector}{held}{gpu}"
 
 
 def cache_file(m: dict | None = None) -> Path:
