@@ -10,7 +10,28 @@ same moving-average rule (the kernel's unbiased batch variance is rescaled to th
 keeps), so a model trained under one backend loads and predicts under the other.
 """
 
+import functools
+
 import keras
+
+
+@functools.cache
+def kernel_runs(dtype: str) -> bool:
+    """Whether TensorFlow's fused kernel runs `dtype` here, forward and backward. oneDNN's bfloat16 batch
+    norm needs AVX-512: on an AVX2-only CPU (and under ONEDNN_MAX_CPU_ISA=AVX2) it has no primitive and fails
+    when the step runs, not when it is traced. Tried once per process, eagerly, on a tiny tensor."""
+    import tensorflow as tf
+
+    with tf.init_scope():
+        try:
+            x = tf.ones((2, 1, 1, 2), dtype)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, tf.ones([2]), tf.zeros([2]), is_training=True)
+            tape.gradient(y, x)
+            return True
+        except tf.errors.OpError:
+            return False
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -32,8 +53,10 @@ class BatchNorm(keras.layers.BatchNormalization):
 
         shape = tf.shape(inputs)
         x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
-        if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
-            x = tf.cast(x, tf.float32)
+        if x.dtype not in (tf.float32, tf.bfloat16, tf.float16) or (
+            x.dtype != tf.float32 and not kernel_runs(x.dtype.name)
+        ):
+            x = tf.cast(x, tf.float32)  # the kernel in float32 where this CPU has none in x's type
         channels = x.shape[-1]
         gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels])
         beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels])
