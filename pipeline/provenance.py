@@ -66,8 +66,8 @@ def cpu_model() -> str:
     run put on them ('AMD EPYC (AVX-512 with native bf16; held to oneDNN AVX2, XLA AVX2)')."""
     brand, flags = proc_cpuinfo()
     caps = isa_caps()
-    held = f"; held to {caps}" if caps else ""
-    return f"{brand} ({vector_isa(flags)}{held})" if flags else brand + (f" (held to {caps})" if caps else "")
+    details = "; ".join(([vector_isa(flags)] if flags else []) + ([f"held to {caps}"] if caps else []))
+    return f"{brand} ({details})" if details else brand
 
 
 def isa_caps() -> str:

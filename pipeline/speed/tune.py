@@ -115,7 +115,8 @@ def machine() -> dict:
             versions[name] = metadata.version(name)
     c = cpu()
     m = {"cpu": c["brand"], "flags": c["flags"], "cores": cores(), "gpus": gpus(), "packages": versions}
-    return m | ({"isa_caps": isa_caps()} if isa_caps() else {})
+    caps = isa_caps()
+    return m | {"isa_caps": caps} if caps else m
 
 
 def describe(m: dict | None = None) -> str:
