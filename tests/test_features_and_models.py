@@ -174,13 +174,16 @@ def test_a_saved_cnn_loads_in_a_fresh_process(tmp_path):
 
 def test_a_jax_training_process_never_imports_tensorflow_and_still_writes_its_curves(tmp_path):
     """TensorFlow's import costs ~5.5 s of CPU, and Keras would make it in every process (keras-team/keras#18455):
-    a JAX run trains (curves on), saves, loads and predicts without it, and TensorBoard reads the curves."""
+    a JAX run trains (curves on), saves, loads and predicts without it, and TensorBoard reads the curves. Nor
+    does Keras's import load scikit-learn or matplotlib (~1 s more, for wrappers and plots the pipeline never
+    uses: backend.KERAS_EXTRAS), which the process can still import for itself afterwards."""
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = (
         "import sys, numpy as np; from pathlib import Path; from pipeline.modeling import backend; "
         "print(backend.init(0, 'jax')); "
+        "print([m for m in ('keras', 'sklearn', 'matplotlib') if m in sys.modules]); "
         "from pipeline import params; from pipeline.modeling.trainer import fit; "
         "from pipeline.modeling.predict import predict_labels; import keras; "
         "out = Path(sys.argv[1]); rng = np.random.default_rng(0); "
@@ -189,9 +192,11 @@ def test_a_jax_training_process_never_imports_tensorflow_and_still_writes_its_cu
         "model, _, _ = fit(x, y, p, out / 'work', x, y, log_dir=out / 'logs', verbose=0); "
         "model.save(out / 'model.keras'); "
         "print(predict_labels(keras.saving.load_model(out / 'model.keras'), x)[0].shape); "
-        "print('tensorflow' in sys.modules)"
+        "print('tensorflow' in sys.modules); "
+        "from sklearn.metrics import accuracy_score; from matplotlib.figure import Figure; "
+        "print(accuracy_score([1, 2], [1, 0]), type(Figure()).__name__)"
     )
-    assert fresh_process(run, tmp_path) == ["jax", "(64,)", "False"]
+    assert fresh_process(run, tmp_path) == ["jax", "['keras']", "(64,)", "False", "0.5", "Figure"]
     for split in ("train", "validation"):
         events = EventAccumulator(str(tmp_path / "logs" / split)).Reload()
         assert sorted(events.Tags()["scalars"]) == ["epoch_accuracy", "epoch_loss"]

@@ -29,6 +29,29 @@ def quiet_stderr():
         os.close(saved)
 
 
+# Keras imports these at its own import wherever they are installed, for its scikit-learn wrappers and its
+# image-gallery plots, both guarded by `except ImportError`; TensorFlow's import imports Keras. The pipeline uses
+# neither through Keras, and they cost 1.4-1.7 s of CPU in every process that trains or predicts (on the Zen 5,
+# a fresh process's `backend.init`: JAX 3.1 -> 1.7 s of CPU, TensorFlow 5.4 -> 3.7 s).
+KERAS_EXTRAS = ("sklearn", "matplotlib")
+
+
+@contextlib.contextmanager
+def keras_extras_declined():
+    """Import Keras (or TensorFlow, which imports it) inside this to decline its optional scikit-learn and
+    matplotlib imports. A None in sys.modules is Python's way to make an import raise ImportError, and Keras's
+    guards take that as "not installed". They are removed on leaving, so the pipeline's own imports of both
+    (statistics, the report) load them as usual. A package already loaded is left alone: it costs no more."""
+    declined = [name for name in KERAS_EXTRAS if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(declined))
+    try:
+        yield
+    finally:
+        for name in declined:
+            if sys.modules.get(name, "loaded") is None:
+                del sys.modules[name]
+
+
 def _load_tensorflow_quietly() -> None:
     """Under TensorFlow, import it here, with its device probe, so a run prints only the pipeline's own
     lines (a failed import still raises its Python error). Under another backend, never: Keras would
@@ -105,8 +128,9 @@ def init(seed: int | None = None, preferred: str = "jax") -> str:
     distribute.split_cpu_before_import()
     if os.environ["KERAS_BACKEND"] == "jax":
         compilation_cache()
-    _load_tensorflow_quietly()
-    import keras
+    with keras_extras_declined():
+        _load_tensorflow_quietly()
+        import keras
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
