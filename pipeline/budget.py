@@ -7,7 +7,8 @@ that picks its backend and precision), times the steps of an epoch. The plan kee
 recipe where it fits; otherwise it drops repeats of the k-fold split (cv.repeats, which only measure), then
 trains fewer epochs (down to 70% of them), then fewer folds (down to 3), then fewer epochs again (down to
 30%), and prints what it chose with its expected minutes. A budget
-that not even the smallest plan fits is refused in one line before anything trains.
+that not even the smallest plan fits is refused in one line before anything trains. The budget counts from
+when the user's `make` began: a clean clone's venv build, the data stage and the timing are spent from it.
 
 The run is anytime: a fold that would end past the deadline is not started (pipeline/modeling/cv.py
 reads PIPELINE_DEADLINE), and when the run stops short, at the deadline or by Ctrl-C, the finished folds
@@ -90,9 +91,11 @@ def minutes(seconds: float) -> str:
     return f"{m / 60:.0f} h {m % 60:.0f} min" if m >= 90 else f"{m:.0f} min"
 
 
-def plan(costs: list[Cost], rows: int, folds: int, budget_seconds: float | None, repeats: int = 1) -> Plan:
-    """The largest plan that fits the budget (the configured recipe without one); PipelineError naming
-    the smallest plan's time when none fits."""
+def plan(
+    costs: list[Cost], rows: int, folds: int, budget_seconds: float | None, repeats: int = 1, spent: float = 0.0
+) -> Plan:
+    """The largest plan that fits what is left of the budget once `spent` seconds are gone (the configured
+    recipe without one); PipelineError naming the smallest plan's time when none fits."""
 
     def make(f: int, scale: float, r: int = 1) -> Plan:
         epochs = {c.model: max(1, round(c.epochs * scale)) for c in costs}
@@ -105,11 +108,12 @@ def plan(costs: list[Cost], rows: int, folds: int, budget_seconds: float | None,
     tries += [make(f, s) for s in EPOCH_STEPS_FULL_FOLDS for f in range(folds, min(folds, MIN_FOLDS) - 1, -1)]
     tries += [make(min(folds, MIN_FOLDS), s) for s in EPOCH_STEPS_FEWER]
     for candidate in sorted(tries, key=lambda p: -_value(p, configured)):
-        if candidate.seconds <= budget_seconds:
+        if candidate.seconds <= budget_seconds - spent:
             return candidate
     smallest = tries[-1]
+    gone = f" ({minutes(spent)} of it spent before the plan)" if spent >= 30 else ""
     raise PipelineError(
-        f"BUDGET={budget_seconds / 60:g} min cannot fit even the smallest plan here "
+        f"BUDGET={budget_seconds / 60:g} min{gone} cannot fit even the smallest plan here "
         f"({smallest.describe(folds, costs)}): raise BUDGET, or choose a cheaper MODEL"
     )
 
@@ -182,8 +186,12 @@ def rows_in_data() -> int:
 
 
 def run(model: str, overrides: list[str], budget_min: float | None) -> int:
-    """Plan, print, run `make submission` with the plan; when it stops short, assemble what finished."""
-    start = time.time()
+    """Plan, print, run `make submission` with the plan; when it stops short, assemble what finished. The
+    budget counts from the user's `make`: what ran before the plan (building .venv, the data stage, timing a
+    step) is spent from it."""
+    from pipeline import stage
+
+    start = stage.make_started() or time.time()
     params = params_mod.resolve(overrides)
     folds = params["cv"]["folds"]
     # The same target again, planned; the make variables of this run reach it through MAKEFLAGS.
@@ -192,13 +200,18 @@ def run(model: str, overrides: list[str], budget_min: float | None) -> int:
     if found is None:  # no timing here, and none wanted: run as configured
         print(f"plan: the recipe as configured; its time here is not measured ({model})", flush=True)
         return subprocess.call(again)
-    chosen = plan(found, rows_in_data(), folds, budget_min * 60 if budget_min else None, params["cv"]["repeats"])
+    spent = time.time() - start
+    budget = budget_min * 60 if budget_min else None
+    chosen = plan(found, rows_in_data(), folds, budget, params["cv"]["repeats"], spent=spent)
     print(f"plan: {chosen.describe(folds, found)}; {expected_accuracy(model, chosen)}", flush=True)
     if budget_min is None:
         return subprocess.call(again)
-    deadline = start + budget_min * 60
+    deadline = start + budget
     cmd = [*again, "EPOCHS=", "FOLDS=", f"PARAMS={' '.join([*overrides, *chosen.overrides()])}"]
-    print(f"BUDGET={budget_min:g}: running {shlex.join(cmd)} until {time.strftime('%H:%M', time.localtime(deadline))}")
+    print(
+        f"BUDGET={budget_min:g}: {minutes(spent)} spent since `make` began (venv, data, timing); "
+        f"running {shlex.join(cmd)} until {time.strftime('%H:%M', time.localtime(deadline))}"
+    )
     proc = subprocess.Popen(cmd, env=os.environ | {DEADLINE_ENV: str(deadline)}, start_new_session=True)
     try:
         code = proc.wait(timeout=max(1.0, deadline - time.time()))

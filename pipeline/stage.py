@@ -46,10 +46,10 @@ def lock_file(target: Path) -> Path:
     return LOCKS / (name.replace("/", "%") + ".lock")
 
 
-def _make_process() -> tuple[str, str]:
-    """(the `make ...` command line this stage runs under, an id of that make run: its pid and start
-    time), from the user's make: the top of the makes above us (MAKELEVEL of them; `make cv` trains
-    its folds in a make of its own); this process's own when there is none."""
+def _user_make() -> tuple[str, int, int] | None:
+    """(the `make ...` command line this stage runs under, its pid, its start in clock ticks after boot) of
+    the user's make: the top of the makes above us (MAKELEVEL of them; `make cv` trains its folds in a make
+    of its own). None outside make, or where /proc cannot say."""
     pid, makes, found = os.getppid(), int(os.environ.get("MAKELEVEL") or 1), None
     for _ in range(4 * makes):
         try:
@@ -61,11 +61,31 @@ def _make_process() -> tuple[str, str]:
         if words and Path(words[0]).name in ("make", "gmake"):
             # Never a secret given on the command line (KAGGLE_KEY=...): these lines are printed and saved.
             shown = [re.sub(r"^([^=]*(KEY|TOKEN|SECRET|PASSWORD)[^=]*=).+", r"\1***", w, flags=re.I) for w in words[1:]]
-            found, makes = (shlex.join(["make", *shown]), f"{pid}-{stat[19]}"), makes - 1  # stat's field 22: start time
+            found, makes = (shlex.join(["make", *shown]), pid, int(stat[19])), makes - 1  # stat's field 22: start
             if makes == 0:
                 break
         pid = int(stat[1])  # the parent's parent
-    return found or (shlex.join(sys.argv), f"{os.getpid()}-{time.time():.0f}")
+    return found
+
+
+def _make_process() -> tuple[str, str]:
+    """(the user's make command line, an id of that make run: its pid and start time); this process's own
+    when there is no make."""
+    found = _user_make()
+    if found is None:
+        return shlex.join(sys.argv), f"{os.getpid()}-{time.time():.0f}"
+    command, pid, ticks = found
+    return command, f"{pid}-{ticks}"
+
+
+def make_started() -> float | None:
+    """When the user's make began, in seconds since the epoch (its start after boot plus /proc/stat's boot
+    time): what a budget counts from, the venv and the data stage included. None outside make."""
+    found = _user_make()
+    if found is None:
+        return None
+    btime = re.search(r"^btime (\d+)", Path("/proc/stat").read_text(), re.M)
+    return int(btime[1]) + found[2] / os.sysconf("SC_CLK_TCK")
 
 
 def make_command() -> str:

@@ -175,6 +175,27 @@ def test_a_budget_drops_the_repeats_of_a_repeated_kfold_before_any_epoch_or_fold
     assert budget.plan(COSTS, 42_000, 5, 1.5 * once.seconds, repeats=3) == once
 
 
+def test_what_ran_before_the_plan_is_spent_from_the_budget():
+    full = budget.plan(COSTS, 42_000, 5, None)
+    assert budget.plan(COSTS, 42_000, 5, full.seconds + 1, spent=0) == full
+    assert budget.plan(COSTS, 42_000, 5, full.seconds + 1, spent=120).seconds <= full.seconds - 119
+    with pytest.raises(PipelineError, match=r"^BUDGET=30 min \(12 min of it spent before the plan\) cannot fit"):
+        budget.plan(COSTS, 42_000, 5, 30 * 60, spent=12 * 60)
+
+
+def test_the_budget_counts_from_when_the_users_make_began(tmp_path):
+    """A clean clone's `make submission BUDGET=90` builds .venv and the data first: the clock starts at make."""
+    from helpers import run
+
+    probe = "from pipeline import stage; print(stage.make_started())"
+    (tmp_path / "Makefile").write_text(f"all:\n\tsleep 2\n\t+{sys.executable} -c '{probe}'\n")
+    before = time.time()
+    proc = run(["make", "-s"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    started = float(proc.stdout.split()[-1])
+    assert before - 1.5 < started < before + 1.5  # the make's start, not the probe's (2 s later)
+
+
 def test_a_budget_nothing_fits_is_refused_in_one_line_naming_the_smallest_plan():
     with pytest.raises(PipelineError) as exc:
         budget.plan(COSTS, 42_000, 5, 20 * 60)
