@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pipeline import config
+from pipeline import config, stage
 from pipeline import params as params_mod
 from pipeline.errors import PipelineError, cli
 
@@ -189,8 +189,6 @@ def run(model: str, overrides: list[str], budget_min: float | None) -> int:
     """Plan, print, run `make submission` with the plan; when it stops short, assemble what finished. The
     budget counts from the user's `make`: what ran before the plan (building .venv, the data stage, timing a
     step) is spent from it."""
-    from pipeline import stage
-
     start = stage.make_started() or time.time()
     params = params_mod.resolve(overrides)
     folds = params["cv"]["folds"]

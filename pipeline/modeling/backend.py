@@ -48,8 +48,7 @@ def keras_extras_declined():
         yield
     finally:
         for name in declined:
-            if sys.modules.get(name, "loaded") is None:
-                del sys.modules[name]
+            sys.modules.pop(name, None)
 
 
 def _load_tensorflow_quietly() -> None:
