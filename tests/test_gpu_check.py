@@ -35,7 +35,7 @@ def test_the_gpu_check_runs_the_notebook_script_and_reports_each_run(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads(out.read_text())
-    # One of the three runs (the seed model's notebook run is tests/test_kernel.py's): the CNN in float16.
+    # One of the four runs (the seed model's notebook run is tests/test_kernel.py's): the CNN in float16.
     assert [(r["check"], r["precision"]) for r in results] == [("cnn mixed_float16", "mixed_float16")]
     for r in results:
         assert r["params"] == ["train.cnn.precision=mixed_float16", "train.cnn.width=8"]

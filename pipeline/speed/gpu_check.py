@@ -1,4 +1,4 @@
-"""The GPU check (issue 16): the notebook script itself, on a folder laid out like /kaggle, for three runs.
+"""The GPU check (issue 16): the notebook script itself, on a folder laid out like /kaggle, for four runs.
 
 Run it where a GPU is at hand, under a timeout, with the machine's own Python (notebook mode installs
 nothing; the packages of pyproject.toml but TensorFlow must be importable, e.g. JAX plus the keras wheel):
@@ -7,11 +7,12 @@ nothing; the packages of pyproject.toml but TensorFlow must be importable, e.g. 
 
 It renders the script `make kernel` pushes (pipeline/kaggle/notebook.py with the code bundle), lays out
 <tmp>/input/competitions/digit-recognizer (read-only) and <tmp>/working, and runs the script with
-KAGGLE_ROOT=<tmp> for each of: the seed model for 10 epochs, the CNN for 15 epochs in float32, and the CNN
-again in mixed_float16 (a T4's tensor cores). Each run is `make submission` there, on the GPU the
-notebook finds. It prints, and writes to --out as JSON, each run's GPU, s/epoch (median after the first,
-which compiles), first epoch's seconds and validation accuracy. `--epochs-scale` shrinks the epochs and
-`--params` the models for a smoke run on a CPU (the tests use them, on a cut of the sample).
+KAGGLE_ROOT=<tmp> for each of: the seed model for 10 epochs, the CNN for 15 epochs in float32, the CNN again
+in mixed_float16 (a T4's tensor cores), and the residual net at full width for 5. Each run is
+`make submission` there, on the GPU the notebook finds. It prints, and writes to --out as JSON, each run's
+GPU, s/epoch (median after the first, which compiles), first epoch's seconds and validation accuracy.
+`--epochs-scale` shrinks the epochs and `--params` the models for a smoke run on a CPU (the tests use them, on
+a cut of the sample).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from pipeline import config, dataset
 from pipeline.errors import PipelineError, cli
 from pipeline.kaggle import kernel
 
-# (what it checks, model, epochs, parameters): the issue's three runs.
+# (what it checks, model, epochs, parameters): issue 16's three runs, then issue 32's residual net at
+# Doucet's full width (128/256/512 channels, ~16x the CPU width's FLOPs), which only a GPU affords: its
+# s/epoch says what a GPU preset of such members would cost, its accuracy after 5 epochs is a sanity check.
 RUNS = [
     ("seed model", "conv_gru", 10, []),
     ("cnn float32", "cnn", 15, ["train.cnn.precision=float32"]),
     ("cnn mixed_float16", "cnn", 15, ["train.cnn.precision=mixed_float16"]),
+    ("resnet full width", "resnet", 5, ["train.resnet.width=128", "train.resnet.precision=mixed_float16"]),
 ]
 
 
