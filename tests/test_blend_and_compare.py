@@ -150,6 +150,7 @@ def test_the_blend_is_nested_and_its_saved_figures_are_its_own(adversarial, tmp_
     for m in names:
         acc = float((adversarial["proba"][m].argmax(1) == Y).mean())
         assert metrics["member_oof_accuracy"][m] == acc and f"{m} {acc:.2%}" in line
+        assert metrics["member_oof_ci95"][m] == list(blend.accuracy_ci(adversarial["proba"][m].argmax(1) == Y))
         assert f"{m} {metrics['weights'][m]:.3f}" in line
 
     # The same format as any CV run: compare, report and predict read it unchanged.

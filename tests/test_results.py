@@ -64,6 +64,20 @@ def test_a_submission_row_gives_the_wall_time_of_the_whole_make_run(tmp_path):
     ) in table
 
 
+def test_a_blend_quotes_its_figure_and_each_members_alone():
+    prov = {
+        "oof_accuracy": 0.9960,
+        "oof_ci95": [0.9953, 0.9965],
+        "folds": 5,
+        "member_oof_accuracy": {"cnn": 0.9958, "conv_gru": 0.9930},
+        "member_oof_ci95": {"cnn": [0.9951, 0.9964], "conv_gru": [0.9922, 0.9938]},
+    }
+    assert results.figure(prov) == (
+        "99.60% OOF (5 folds); alone: cnn 99.58%, conv_gru 99.30%",
+        "99.53%-99.65%; cnn 99.51%-99.64%, conv_gru 99.22%-99.38%",
+    )
+
+
 def test_results_are_a_log_earlier_runs_rows_and_sections_stay_and_a_repeated_kfold_quotes_both_figures(tmp_path):
     run = {"command": "make submission MODEL=cnn CV=1", "id": "7-1", "cores": 2, "cpu": "AMD EPYC (AVX2, no bf16)"}
     write(

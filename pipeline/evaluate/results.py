@@ -117,6 +117,13 @@ def figure(prov: dict) -> tuple[str, str]:
             f"row's {r} out-of-fold models averaged ({r} x {prov['folds']} folds)",
             f"{lo:.2%}-{hi:.2%}; {elo:.2%}-{ehi:.2%}",
         )
+    if prov.get("member_oof_ci95"):  # a blend: its figure, then each member's alone on the same rows
+        (lo, hi), members = prov["oof_ci95"], prov["member_oof_ci95"]
+        return (
+            f"{prov['oof_accuracy']:.2%} OOF ({prov['folds']} folds); alone: "
+            + ", ".join(f"{m} {a:.2%}" for m, a in prov["member_oof_accuracy"].items()),
+            f"{lo:.2%}-{hi:.2%}; " + ", ".join(f"{m} {mlo:.2%}-{mhi:.2%}" for m, (mlo, mhi) in members.items()),
+        )
     if prov.get("oof_accuracy") is not None:
         lo, hi = prov["oof_ci95"]
         return f"{prov['oof_accuracy']:.2%} OOF ({prov['folds']} folds)", f"{lo:.2%}-{hi:.2%}"

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline import config
 from pipeline.errors import PipelineError, cli
 from pipeline.files import load_npz, outputs, read_json, save_npz, write_json
-from pipeline.stats import log_loss
+from pipeline.stats import accuracy_ci, log_loss
 
 NAME = "blend"
 EPS = 1e-15  # the mix is clipped here before the log while its weights are fitted
@@ -93,8 +93,6 @@ def nested_blend(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> tuple[np
 
 def oof_scores(y: np.ndarray, proba: np.ndarray, fold: np.ndarray) -> dict:
     """OOF accuracy with its Wilson 95% interval, log loss and per-fold accuracy of (N, C) probabilities."""
-    from pipeline.stats import accuracy_ci
-
     correct = np.asarray(proba).argmax(axis=1) == np.asarray(y)
     return {
         "oof_accuracy": float(correct.mean()),
@@ -207,6 +205,7 @@ def blend_runs(runs: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
             return None
         return int(sum(values)) if all(isinstance(v, int) for v in values) else round(float(sum(values)), 2)
 
+    member_right = {m: runs[m][1]["proba"][rows].argmax(1) == y for m in names}
     metrics = {
         "model": NAME,
         "models": names,
@@ -218,7 +217,9 @@ def blend_runs(runs: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
         "folds_trained": common,
         "weights": {m: float(w) for m, w in zip(names, weights)},
         "fold_weights": fold_weights.tolist(),
-        "member_oof_accuracy": {m: float((runs[m][1]["proba"][rows].argmax(1) == y).mean()) for m in names},
+        # each member alone on the same rows: what the blend adds over its best member
+        "member_oof_accuracy": {m: float(member_right[m].mean()) for m in names},
+        "member_oof_ci95": {m: list(accuracy_ci(member_right[m])) for m in names},
         "parameters": total("parameters"),
         "seconds_per_epoch": total("seconds_per_epoch"),  # one epoch of every member
         "train_seconds": total("train_seconds"),

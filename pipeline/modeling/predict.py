@@ -162,9 +162,16 @@ def predict_cv(model_name: str) -> None:
             "folds": metrics["cv"]["folds"],
             "repeats": metrics["cv"].get("repeats", 1),
             # repeated k-fold: each row's out-of-fold models averaged (none for one repeat)
+            # and a blend's members alone, on the same rows
             **{
                 k: metrics[k]
-                for k in ("oof_ensemble_accuracy", "oof_ensemble_ci95", "oof_ensemble_rows")
+                for k in (
+                    "oof_ensemble_accuracy",
+                    "oof_ensemble_ci95",
+                    "oof_ensemble_rows",
+                    "member_oof_accuracy",
+                    "member_oof_ci95",
+                )
                 if k in metrics
             },
             "contains": contents(metrics),  # what a run stopped short by its budget holds
