@@ -153,6 +153,35 @@ def fresh_process(script: str, *args) -> list[str]:
     return proc.stdout.split()
 
 
+def test_under_tensorflow_an_epoch_is_fed_without_autotuning_and_in_the_given_order():
+    """Keras's own pipeline for arrays autotunes, and its tuning thread holds up the end of every pass for up
+    to a third of it (backend.fit_data); the pipeline's own must keep every row, in order, in the same batches."""
+    from pipeline.modeling import backend
+
+    x, y = np.random.default_rng(0).random((300, 28, 28), dtype=np.float32), np.arange(300) % 10
+    assert backend.fit_data(x, y, 128) == {"x": x, "y": y, "batch_size": 128}  # this process: JAX, arrays as given
+    check = (
+        "import numpy as np; from pipeline.modeling import backend; print(backend.init(0, 'tensorflow')); "
+        "x = np.random.default_rng(0).random((300, 28, 28), dtype=np.float32); y = np.arange(300) % 10; "
+        "feed = backend.fit_data(x, y, 128); data = feed['x']; print(sorted(feed), data.options().autotune.enabled); "
+        "batches = list(data.as_numpy_iterator()); print([len(b) for b, _ in batches]); "
+        "print(np.array_equal(np.concatenate([b for b, _ in batches]), x), "
+        "np.array_equal(np.concatenate([c for _, c in batches]), y)); "
+        "print(isinstance(backend.validation_data(x, y, 128), tuple))"
+    )
+    assert fresh_process(check) == [
+        "tensorflow",
+        "['x']",
+        "False",
+        "[128,",
+        "128,",
+        "44]",
+        "True",
+        "True",
+        "False",
+    ]
+
+
 def test_a_saved_cnn_loads_in_a_fresh_process(tmp_path):
     """Its BatchNorm and RandomAffine layers are the pipeline's own: loading must register them itself.
     Saved here (JAX), loaded and predicting in a fresh TensorFlow process (its fused batch norm): a model

@@ -141,6 +141,36 @@ def init(seed: int | None = None, preferred: str = "jax") -> str:
     return keras.backend.backend()
 
 
+def fit_data(x, y, batch_size: int) -> dict:
+    """What `model.fit` (or its `validation_data`) is given for one pass over rows in their order: the
+    arrays, except under TensorFlow. There Keras wraps arrays in a tf.data pipeline whose autotuning thread
+    sleeps with a doubling period and is not woken when the pass ends: the iterator's destructor waits it
+    out, up to about a third of the pass with no CPU used (the CNN's 15.4 s epochs took 20.7 s every other
+    epoch on the Zen 5; docs/speed.md). So under TensorFlow the same batches come from a pipeline with
+    autotuning off, prefetching one batch."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return {"x": x, "y": y, "batch_size": batch_size}
+    import tensorflow as tf
+
+    whole = len(x) // batch_size * batch_size  # whole batches as slices of one array, then the remainder
+    data = tf.data.Dataset.from_tensor_slices(
+        (x[:whole].reshape(-1, batch_size, *x.shape[1:]), y[:whole].reshape(-1, batch_size, *y.shape[1:]))
+    )
+    if whole < len(x):
+        data = data.concatenate(tf.data.Dataset.from_tensors((x[whole:], y[whole:])))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return {"x": data.prefetch(1).with_options(options)}
+
+
+def validation_data(x, y, batch_size: int):
+    """`model.fit`'s validation_data for these rows, fed as fit_data feeds the training rows."""
+    feed = fit_data(x, y, batch_size)
+    return (x, y) if "y" in feed else feed["x"]
+
+
 def devices() -> str:
     """What Keras will compute on, in words: 'cpu' or e.g. '2 x gpu (Tesla T4)'."""
     import keras

@@ -148,7 +148,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
             model = build_model(p["model"], seed=p["seed"], **params_mod.build_options(p))
             model = compile_model(model, p, len(x))
     curves = Curves(log_dir)
-    validation = (x_val, y_val) if x_val is not None else None
+    validation = backend.validation_data(x_val, y_val, p["batch_size"]) if x_val is not None else None
     if verbose:
         # Data-parallel keeps the recipe's batch and learning rate: each step's batch is split over the replicas.
         split = (
@@ -174,9 +174,7 @@ def fit(x, y, p: dict, work_dir: Path, x_val=None, y_val=None, log_dir=None, ver
         order = epoch_order(len(x), p["seed"], epoch)
         start = time.perf_counter()
         logs = model.fit(
-            x[order],
-            y[order],
-            batch_size=p["batch_size"],
+            **backend.fit_data(x[order], y[order], p["batch_size"]),
             initial_epoch=epoch,
             epochs=epoch + 1,
             shuffle=False,
