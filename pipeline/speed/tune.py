@@ -361,7 +361,8 @@ def _probe_here(spec: dict) -> dict:
 
     def timed(steps: int) -> float:
         start = time.perf_counter()
-        model.fit(x[: bs * steps], y[: bs * steps], batch_size=bs, epochs=1, shuffle=False, verbose=0)
+        # fed as training feeds: Keras's own feed under TensorFlow can stall a 2 s pass by as much again
+        model.fit(**backend.fit_data(x[: bs * steps], y[: bs * steps], bs), epochs=1, shuffle=False, verbose=0)
         return (time.perf_counter() - start) / steps
 
     timed(1)  # compiles
