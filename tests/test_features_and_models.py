@@ -154,8 +154,8 @@ def fresh_process(script: str, *args) -> list[str]:
 
 
 def test_under_tensorflow_an_epoch_is_fed_without_autotuning_and_in_the_given_order():
-    """Keras's own pipeline for arrays autotunes, and its tuning thread holds up the end of every pass for up
-    to a third of it (backend.fit_data); the pipeline's own must keep every row, in order, in the same batches."""
+    """Keras's own pipeline for arrays autotunes, and its tuning thread can hold up the end of a pass for up to
+    as long again (backend.fit_data); the pipeline's own must keep every row, in order, in the same batches."""
     from pipeline.modeling import backend
 
     x, y = np.random.default_rng(0).random((300, 28, 28), dtype=np.float32), np.arange(300) % 10

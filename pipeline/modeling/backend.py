@@ -142,16 +142,28 @@ def init(seed: int | None = None, preferred: str = "jax") -> str:
 
 
 def fit_data(x, y, batch_size: int) -> dict:
-    """What `model.fit` (or its `validation_data`) is given for one pass over rows in their order: the
-    arrays, except under TensorFlow. There Keras wraps arrays in a tf.data pipeline whose autotuning thread
-    sleeps with a doubling period and is not woken when the pass ends: the iterator's destructor waits it
-    out, up to about a third of the pass with no CPU used (the CNN's 15.4 s epochs took 20.7 s every other
-    epoch on the Zen 5; docs/speed.md). So under TensorFlow the same batches come from a pipeline with
-    autotuning off, prefetching one batch."""
+    """`model.fit`'s data for one pass over rows in their order: the arrays, except under TensorFlow. There
+    Keras wraps arrays in a tf.data pipeline whose autotuning thread sleeps with a doubling period and is not
+    woken when the pass ends: the iterator's destructor waits it out, with no CPU used, for up to as long
+    again as the pass (the CNN's 15.4 s epochs took 20.7 s, and 27 s ones 41.2 s held to AVX2, in about half
+    of its epochs; docs/speed.md). So under TensorFlow the same batches come from _batches instead."""
     import keras
 
-    if keras.backend.backend() != "tensorflow":
-        return {"x": x, "y": y, "batch_size": batch_size}
+    if keras.backend.backend() == "tensorflow":
+        return {"x": _batches(x, y, batch_size)}
+    return {"x": x, "y": y, "batch_size": batch_size}
+
+
+def validation_data(x, y, batch_size: int):
+    """`model.fit`'s validation_data for these rows, fed as fit_data feeds the training rows."""
+    import keras
+
+    return _batches(x, y, batch_size) if keras.backend.backend() == "tensorflow" else (x, y)
+
+
+def _batches(x, y, batch_size: int):
+    """The rows in order, in batches of `batch_size` (the last one the remainder), as a tf.data pipeline with
+    autotuning off that prefetches one batch."""
     import tensorflow as tf
 
     whole = len(x) // batch_size * batch_size  # whole batches as slices of one array, then the remainder
@@ -162,13 +174,7 @@ def fit_data(x, y, batch_size: int) -> dict:
         data = data.concatenate(tf.data.Dataset.from_tensors((x[whole:], y[whole:])))
     options = tf.data.Options()
     options.autotune.enabled = False
-    return {"x": data.prefetch(1).with_options(options)}
-
-
-def validation_data(x, y, batch_size: int):
-    """`model.fit`'s validation_data for these rows, fed as fit_data feeds the training rows."""
-    feed = fit_data(x, y, batch_size)
-    return (x, y) if "y" in feed else feed["x"]
+    return data.prefetch(1).with_options(options)
 
 
 def devices() -> str:
